@@ -1,0 +1,132 @@
+//! `kruxiaflow-fake-server`: the fake Kruxia Flow API on a port, for trying a worker
+//! locally without a real server.
+//!
+//! ```text
+//! kruxiaflow-fake-server [--port PORT] [--auth CLIENT_ID:CLIENT_SECRET] [--token-lifetime SECONDS]
+//! ```
+//!
+//! Point a worker at the printed URL with `KRUXIAFLOW_API_URL`, then drive the queue
+//! with the admin routes under `/_fake/`:
+//!
+//! ```text
+//! curl -X POST localhost:8080/_fake/activities -H 'Content-Type: application/json' \
+//!      -d '{"worker": "rust", "activity_name": "my_activity", "parameters": {"input": 21}}'
+//! curl localhost:8080/_fake/activities
+//! ```
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kruxiaflow_worker_testing::FakeServer;
+
+const USAGE: &str =
+    "usage: kruxiaflow-fake-server [--port PORT] [--auth CLIENT_ID:CLIENT_SECRET] [--token-lifetime SECONDS]";
+
+#[derive(Debug, Default)]
+struct Options {
+    port: u16,
+    auth: Option<(String, String)>,
+    token_lifetime: Option<Duration>,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.peekable();
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--port" => {
+                let raw = value("--port")?;
+                options.port = raw.parse().map_err(|_| format!("--port must be a port number, got {raw:?}"))?;
+            }
+            "--auth" => {
+                let raw = value("--auth")?;
+                let (id, secret) = raw
+                    .split_once(':')
+                    .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+                    .ok_or_else(|| format!("--auth must be CLIENT_ID:CLIENT_SECRET, got {raw:?}"))?;
+                options.auth = Some((id.to_owned(), secret.to_owned()));
+            }
+            "--token-lifetime" => {
+                let raw = value("--token-lifetime")?;
+                let seconds: u64 = raw
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("--token-lifetime must be a positive number of seconds, got {raw:?}"))?;
+                options.token_lifetime = Some(Duration::from_secs(seconds));
+            }
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let mut builder = FakeServer::builder().port(options.port);
+    let mode = match &options.auth {
+        Some((id, secret)) => {
+            builder = builder.auth(id, secret);
+            format!("auth mode, client id {id:?}")
+        }
+        None => "dev mode, no token needed".to_owned(),
+    };
+    if let Some(lifetime) = options.token_lifetime {
+        builder = builder.token_lifetime(lifetime);
+    }
+    let server = match builder.try_start().await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("cannot start the fake server on port {}: {error}", options.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    // Tests and scripts read this first line to find the server.
+    println!("kruxiaflow-fake-server listening on {} ({mode})", server.url());
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    server.stop().await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = String> {
+        list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn options_are_parsed() {
+        let options = parse(args(&["--port", "8080", "--auth", "me:s3cret", "--token-lifetime", "30"])).unwrap();
+        assert_eq!(options.port, 8080);
+        assert_eq!(options.auth, Some(("me".into(), "s3cret".into())));
+        assert_eq!(options.token_lifetime, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        assert_eq!(parse(args(&["--port", "x"])).unwrap_err(), "--port must be a port number, got \"x\"");
+        assert_eq!(
+            parse(args(&["--auth", "nosecret"])).unwrap_err(),
+            "--auth must be CLIENT_ID:CLIENT_SECRET, got \"nosecret\""
+        );
+        assert!(parse(args(&["--verbose"])).unwrap_err().starts_with("unknown argument \"--verbose\""));
+        assert!(parse(args(&["--port"])).unwrap_err().starts_with("--port needs a value"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The fake's own admin routes, under `/_fake/` so they cannot clash with the API.
+//! They let a person drive the standalone fake with `curl`:
+//!
+//! | Route | Does |
+//! |---|---|
+//! | `POST /_fake/activities` | enqueue (body: [`NewActivity`](super::NewActivity) JSON; `worker` and `activity_name` at least) → `201 {"activity_id": ...}` |
+//! | `GET /_fake/activities` | every activity with its status and outcome |
+//! | `GET /_fake/activities/{id}` | one activity |
+//! | `GET /_fake/requests` | the request log |
+//! | `GET /_fake/files` | stored files |
+//! | `POST /_fake/sweep` | expire leases now → `{"requeued": n, "timed_out": n}` |
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::activity::NewActivity;
+use super::state::ServerState;
+
+pub(crate) fn router() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/_fake/activities", post(enqueue).get(list))
+        .route("/_fake/activities/{id}", get(show))
+        .route("/_fake/requests", get(requests))
+        .route("/_fake/files", get(files))
+        .route("/_fake/sweep", post(sweep))
+}
+
+async fn enqueue(State(state): State<Arc<ServerState>>, Json(new): Json<NewActivity>) -> Response {
+    let now = state.clock.now();
+    let id = state.with_queue(|q| q.enqueue(new, now));
+    (StatusCode::CREATED, Json(json!({"activity_id": id}))).into_response()
+}
+
+async fn list(State(state): State<Arc<ServerState>>) -> Response {
+    Json(state.read_queue(|q| q.snapshots())).into_response()
+}
+
+async fn show(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Response {
+    match state.read_queue(|q| q.snapshot(id)) {
+        Some(snapshot) => Json(snapshot).into_response(),
+        None => {
+            super::envelope::error(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Not found: Activity '{id}' not found"))
+        }
+    }
+}
+
+async fn requests(State(state): State<Arc<ServerState>>) -> Response {
+    Json(state.log.snapshot()).into_response()
+}
+
+async fn files(State(state): State<Arc<ServerState>>) -> Response {
+    Json(state.files.all()).into_response()
+}
+
+async fn sweep(State(state): State<Arc<ServerState>>) -> Response {
+    let now = state.clock.now();
+    let report = state.with_queue(|q| q.sweep(now));
+    Json(json!({"requeued": report.requeued, "timed_out": report.timed_out})).into_response()
+}

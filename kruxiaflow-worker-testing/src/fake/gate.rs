@@ -1,0 +1,133 @@
+//! The middleware every request passes: latency, authentication, the shutdown 503,
+//! injected faults, and the request log.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::endpoint::Endpoint;
+use super::envelope;
+use super::faults::Fault;
+use super::log::RequestRecord;
+use super::state::ServerState;
+
+/// The real server's JSON body limit.
+pub(crate) const JSON_BODY_LIMIT: usize = 50 * 1024 * 1024;
+
+pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+    let at = std::time::Instant::now();
+    let (endpoint, activity_id) = Endpoint::classify(request.method(), request.uri().path());
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (request, body) = match capture_json(endpoint, request).await {
+        Ok(captured) => captured,
+        Err(rejection) => return rejection,
+    };
+    if let Some(latency) = state.faults.latency(endpoint) {
+        tokio::time::sleep(latency).await;
+    }
+    let mut fault = None;
+    let response = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
+        refused
+    } else {
+        fault = if endpoint.is_protected() || endpoint == Endpoint::Token { state.faults.next(endpoint) } else { None };
+        apply(fault, request, next).await
+    };
+    let status = if matches!(fault, Some(Fault::DropAfterCommit | Fault::DropBeforeCommit)) {
+        0
+    } else {
+        response.status().as_u16()
+    };
+    state.log.push(RequestRecord {
+        seq: 0,
+        method,
+        path,
+        endpoint,
+        activity_id,
+        worker_id: body.as_ref().and_then(|b| b.get("worker_id")).and_then(Value::as_str).map(str::to_owned),
+        body,
+        status,
+        fault,
+        at,
+    });
+    response
+}
+
+/// Authentication runs before the shutdown check, as on the real server.
+fn admit(state: &ServerState, endpoint: Endpoint, authorization: Option<&str>) -> Result<(), Response> {
+    if !endpoint.is_protected() {
+        return Ok(());
+    }
+    state.tokens.check(authorization, &state.clock).map_err(|e| envelope::unauthorized(e.message()))?;
+    if state.is_shutting_down() {
+        return Err(envelope::shutting_down());
+    }
+    Ok(())
+}
+
+async fn apply(fault: Option<Fault>, request: Request, next: Next) -> Response {
+    match fault {
+        None => next.run(request).await,
+        Some(Fault::Status(status)) => {
+            envelope::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        Some(Fault::ShuttingDown) => envelope::shutting_down(),
+        Some(Fault::DropBeforeCommit) => dropped_connection(),
+        Some(Fault::ErrorAfterCommit) => {
+            drop(next.run(request).await);
+            envelope::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Some(Fault::DropAfterCommit) => {
+            drop(next.run(request).await);
+            dropped_connection()
+        }
+        Some(Fault::TruncateBody) => truncate(next.run(request).await).await,
+        // Faults added later default to behaving like a dropped connection.
+        #[allow(unreachable_patterns)]
+        Some(_) => dropped_connection(),
+    }
+}
+
+/// A response whose body fails at once: the server aborts the connection, so the
+/// client gets no complete answer.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: connection dropped"))
+    });
+    Response::new(Body::from_stream(failing))
+}
+
+/// Keeps status and headers (including `Content-Length`) but sends only half of the
+/// body, then aborts.
+async fn truncate(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped_connection();
+    };
+    let half = bytes.slice(..bytes.len() / 2);
+    let stream = futures_util::stream::iter([Ok(half)]).chain(futures_util::stream::once(async {
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: body truncated"))
+    }));
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Buffers JSON bodies (up to the server's limit) so they can be logged, and puts them
+/// back for the handler.
+async fn capture_json(endpoint: Endpoint, request: Request) -> Result<(Request, Option<Value>), Response> {
+    if !endpoint.has_json_body() {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, JSON_BODY_LIMIT).await.map_err(|_| {
+        (StatusCode::PAYLOAD_TOO_LARGE, "Failed to buffer the request body: length limit exceeded").into_response()
+    })?;
+    let json = serde_json::from_slice(&bytes).ok();
+    Ok((Request::from_parts(parts, Body::from(bytes)), json))
+}

@@ -1,0 +1,84 @@
+//! Everything the fake server knows, shared by its handlers and its test helpers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::auth::Tokens;
+use super::clock::Clock;
+use super::faults::Faults;
+use super::files::FileStore;
+use super::log::RequestLog;
+use super::queue::Queue;
+
+/// What a worker streamed for one activity through the `ws/*` endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamRecord {
+    /// Subscriber count the server reports (set by the test).
+    pub subscribers: u32,
+    /// `(index, text)` of every token increment, in arrival order.
+    pub tokens: Vec<(u32, String)>,
+    /// `result` of `ws/complete`, if sent.
+    pub completed: Option<Value>,
+    /// `error` of `ws/error`, if sent.
+    pub error: Option<String>,
+}
+
+pub(crate) struct ServerState {
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) files: FileStore,
+    pub(crate) tokens: Tokens,
+    pub(crate) faults: Faults,
+    pub(crate) log: RequestLog,
+    pub(crate) clock: Clock,
+    pub(crate) streams: Mutex<HashMap<Uuid, StreamRecord>>,
+    pub(crate) unknown_models: HashSet<String>,
+    pub(crate) shutting_down: AtomicBool,
+    changes: watch::Sender<u64>,
+}
+
+impl ServerState {
+    pub(crate) fn new(queue: Queue, files: FileStore, tokens: Tokens, unknown_models: HashSet<String>) -> Self {
+        Self {
+            queue: Mutex::new(queue),
+            files,
+            tokens,
+            faults: Faults::default(),
+            log: RequestLog::default(),
+            clock: Clock::default(),
+            streams: Mutex::new(HashMap::new()),
+            unknown_models,
+            shutting_down: AtomicBool::new(false),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    /// Runs `f` on the queue and wakes everyone waiting for a change.
+    pub(crate) fn with_queue<T>(&self, f: impl FnOnce(&mut Queue) -> T) -> T {
+        let result = f(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changes.send_modify(|version| *version += 1);
+        result
+    }
+
+    /// Reads the queue without signalling a change.
+    pub(crate) fn read_queue<T>(&self, f: impl FnOnce(&Queue) -> T) -> T {
+        f(&self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, StreamRecord>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,21 @@
+//! Test tools for [Kruxia Flow](https://github.com/kruxia/kruxiaflow) workers written
+//! with `kruxiaflow-worker`:
+//!
+//! - [`MockContext`] runs one activity in memory, through the same JSON parameter path
+//!   as production, and records its heartbeats, logs, usage and cost;
+//! - [`FakeServer`] is a real HTTP server on `127.0.0.1` that speaks the worker
+//!   protocol faithfully, for integration tests of whole workers, with fault injection.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+// Handlers answer refusals with `Err(Response)`, the idiomatic axum style; boxing every
+// error response would only add noise to a test server.
+#![allow(clippy::result_large_err)]
+
+pub mod fake;
+mod mock;
+
+pub use fake::{
+    ActivitySnapshot, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity, Outcome,
+    RequestRecord, RetrySettings, RetryStrategy, Status,
+};
+pub use mock::{LogLevel, LogLine, MockContext};

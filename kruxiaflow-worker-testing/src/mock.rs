@@ -1,0 +1,221 @@
+//! `MockContext`: run one activity in memory and see what it did.
+
+mod capture;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, Spend};
+use kruxiaflow_worker::error::codes;
+use kruxiaflow_worker::report::Report;
+use kruxiaflow_worker::{
+    Activity, ActivityContext, ActivityError, ActivityResult, CancelReason, OutputDefinition, OutputType,
+};
+use serde_json::Value;
+use tracing::instrument::WithSubscriber;
+use uuid::Uuid;
+
+pub use capture::{LogLevel, LogLine};
+
+/// An in-memory [`ActivityContext`] for unit tests, in the spirit of Temporal's
+/// activity test environments: it records heartbeats, log lines (from `ctx.logger()`
+/// and from plain `tracing` macros), usage and cost, and can cancel the activity.
+///
+/// ```
+/// use kruxiaflow_worker::prelude::*;
+/// use kruxiaflow_worker::decode_params;
+/// use kruxiaflow_worker_testing::MockContext;
+/// use serde_json::json;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Double { input: i64 }
+///
+/// struct Doubler;
+/// impl Activity for Doubler {
+///     fn name(&self) -> &str { "double" }
+///     async fn run(&self, params: serde_json::Value, ctx: ActivityContext)
+///         -> Result<ActivityResult, ActivityError> {
+///         let p: Double = decode_params(params, &ctx)?;
+///         ctx.logger().info(format_args!("doubling {}", p.input));
+///         ctx.heartbeat().await?;
+///         Ok(ActivityResult::value("result", p.input * 2))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mock = MockContext::new("rust", "double");
+/// let result = mock.run(&Doubler, json!({"input": 21})).await.unwrap();
+/// assert_eq!(result.output("result"), Some(&json!(42)));
+/// assert_eq!(mock.heartbeats(), 1);
+/// assert_eq!(mock.logs()[0].message, "doubling 21");
+///
+/// let bad = MockContext::new("rust", "double").run(&Doubler, json!({"input": "x"})).await.unwrap_err();
+/// assert_eq!(bad.code(), "INVALID_PARAMETERS");
+/// assert_eq!(
+///     bad.message(),
+///     "invalid parameters for activity 'rust.double' at input: invalid type: string \"x\", expected i64"
+/// );
+/// # }
+/// ```
+pub struct MockContext {
+    info: ActivityInfo,
+    backend: Arc<MockBackend>,
+    cancel_after: Option<Duration>,
+    logs: Arc<Mutex<Vec<LogLine>>>,
+    ctx: OnceLock<ActivityContext>,
+}
+
+#[derive(Default)]
+struct MockBackend {
+    heartbeats: AtomicU32,
+    lose_lease_after: Option<u32>,
+}
+
+impl ContextBackend for MockBackend {
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+        let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
+        let lost = self.lose_lease_after.is_some_and(|limit| count >= limit);
+        Box::pin(async move {
+            if lost {
+                Err(ActivityError::retryable(codes::LEASE_LOST, "the mock lost the lease after its heartbeat limit"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+impl MockContext {
+    /// A context for activity `activity_name` of worker type `worker`, with random ids.
+    pub fn new(worker: &str, activity_name: &str) -> Self {
+        Self {
+            info: ActivityInfo::new(worker, activity_name),
+            backend: Arc::new(MockBackend::default()),
+            cancel_after: None,
+            logs: Arc::default(),
+            ctx: OnceLock::new(),
+        }
+    }
+
+    /// Sets the activity id.
+    pub fn activity_id(mut self, id: Uuid) -> Self {
+        self.info.activity_id = id;
+        self
+    }
+
+    /// Sets the workflow id.
+    pub fn workflow_id(mut self, id: Uuid) -> Self {
+        self.info.workflow_id = id;
+        self
+    }
+
+    /// Sets the activity key (defaults to the name).
+    pub fn activity_key(mut self, key: &str) -> Self {
+        self.info.activity_key = key.to_owned();
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, worker_id: &str) -> Self {
+        self.info.worker_id = worker_id.to_owned();
+        self
+    }
+
+    /// Sets signal data.
+    pub fn signal(mut self, data: Value) -> Self {
+        self.info.signal = Some(data);
+        self
+    }
+
+    /// Sets the settings object.
+    pub fn settings(mut self, settings: Value) -> Self {
+        self.info.settings = settings;
+        self
+    }
+
+    /// Declares an output.
+    pub fn output(mut self, name: &str, output_type: OutputType) -> Self {
+        self.info.output_definitions.push(OutputDefinition { name: name.to_owned(), output_type });
+        self
+    }
+
+    /// The `n`-th heartbeat fails as a lost lease and cancels the activity with
+    /// [`CancelReason::LeaseLost`], as a 409 from the server would.
+    pub fn cancel_after_heartbeats(mut self, n: u32) -> Self {
+        Arc::get_mut(&mut self.backend).expect("configure before use").lose_lease_after = Some(n);
+        self
+    }
+
+    /// Cancels the activity ([`CancelReason::Requested`]) this long into [`run`](Self::run).
+    pub fn cancel_after(mut self, delay: Duration) -> Self {
+        self.cancel_after = Some(delay);
+        self
+    }
+
+    /// The context (created on first use; [`run`](Self::run) uses the same one).
+    pub fn context(&self) -> ActivityContext {
+        self.ctx
+            .get_or_init(|| {
+                ActivityContext::new(self.info.clone(), Arc::clone(&self.backend) as Arc<dyn ContextBackend>)
+            })
+            .clone()
+    }
+
+    /// Runs `activity` with JSON `params` exactly as a worker would: parameters are
+    /// decoded by the activity (bad ones give `INVALID_PARAMETERS`), a panic becomes a
+    /// retryable `PANIC` error, and log lines are captured.
+    pub async fn run<A: Activity>(&self, activity: &A, params: Value) -> Result<ActivityResult, ActivityError> {
+        let ctx = self.context();
+        let canceller = self.cancel_after.map(|delay| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                ctx.cancel(CancelReason::Requested);
+            })
+        });
+        let run = std::panic::AssertUnwindSafe(activity.run(params, ctx)).catch_unwind();
+        let outcome = run.with_subscriber(capture::subscriber(Arc::clone(&self.logs))).await;
+        if let Some(canceller) = canceller {
+            canceller.abort();
+        }
+        outcome.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic)))
+    }
+
+    /// Runs `future` with log capture, for tests that call a typed handler directly.
+    pub async fn capture<F: std::future::Future>(&self, future: F) -> F::Output {
+        future.with_subscriber(capture::subscriber(Arc::clone(&self.logs))).await
+    }
+
+    /// Heartbeats sent so far.
+    pub fn heartbeats(&self) -> u32 {
+        self.backend.heartbeats.load(Ordering::SeqCst)
+    }
+
+    /// Log lines captured so far.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Usage and cost recorded through the context.
+    pub fn spend(&self) -> Spend {
+        self.context().spend_snapshot()
+    }
+
+    /// The report a worker would send for `outcome` (use [`Report::to_json`] for the
+    /// exact body and [`Report::endpoint`] for where it goes).
+    pub fn report(&self, outcome: &Result<ActivityResult, ActivityError>) -> Report {
+        Report::from_outcome(&self.info.worker_id, outcome.clone(), self.spend())
+    }
+}
+
+impl std::fmt::Debug for MockContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockContext")
+            .field("info", &self.info)
+            .field("heartbeats", &self.heartbeats())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,148 @@
+//! How a call to the API can fail, and which failures are worth retrying.
+
+use crate::protocol::ErrorEnvelope;
+
+/// A call to the Kruxia Flow API failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The request did not get a complete answer: connect error, reset, timeout, or a
+    /// body cut short. Retried.
+    #[error("could not reach the server at {url}: {detail}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// What the HTTP stack reported.
+        detail: String,
+    },
+    /// The server answered with a non-success status.
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        /// The request URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// `error.code` of the JSON envelope, when the body was one.
+        code: Option<String>,
+        /// `error.message` of the envelope, or the plain-text body.
+        message: String,
+    },
+    /// The server refused our token even after a fresh one was fetched, or the token
+    /// endpoint refused the client credentials.
+    #[error("authentication failed: {0}")]
+    Unauthorized(String),
+    /// No credentials are configured but the server demands a token.
+    #[error(
+        "the server requires authentication: set KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET (or WorkerConfig::credentials)"
+    )]
+    CredentialsRequired,
+    /// A success response whose body is not what the protocol says.
+    #[error("unexpected response from {url}: {detail}")]
+    Decode {
+        /// The request URL.
+        url: String,
+        /// What did not parse.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// Whether retrying may succeed: transport failures, 5xx, 408 and 429. Every other
+    /// answer (2xx, 404, 409, 422, 401 after a refresh, ...) is definitive.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Status { status, .. } => is_transient_status(*status),
+            Self::Unauthorized(_) | Self::CredentialsRequired | Self::Decode { .. } => false,
+        }
+    }
+
+    /// The HTTP status, when the server answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server's message, or this error's text.
+    pub fn server_message(&self) -> String {
+        match self {
+            Self::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    pub(crate) fn transport(url: &str, error: &reqwest::Error) -> Self {
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Transport { url: url.to_owned(), detail }
+    }
+
+    /// Builds a status error from a response body that may or may not be the JSON
+    /// envelope (framework rejections are plain text).
+    pub(crate) fn from_body(url: &str, status: u16, body: &[u8]) -> Self {
+        match serde_json::from_slice::<ErrorEnvelope>(body) {
+            Ok(envelope) => Self::Status {
+                url: url.to_owned(),
+                status,
+                code: Some(envelope.error.code),
+                message: envelope.error.message,
+            },
+            Err(_) => {
+                let text = String::from_utf8_lossy(body);
+                let mut message: String = text.trim().chars().take(500).collect();
+                if message.is_empty() {
+                    message = "(empty body)".to_owned();
+                }
+                Self::Status { url: url.to_owned(), status, code: None, message }
+            }
+        }
+    }
+}
+
+/// 5xx, 408 Request Timeout and 429 Too Many Requests.
+pub fn is_transient_status(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_statuses_are_5xx_408_and_429() {
+        for status in [500, 502, 503, 504, 408, 429] {
+            assert!(is_transient_status(status), "{status}");
+        }
+        for status in [200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422] {
+            assert!(!is_transient_status(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn plain_text_and_envelope_bodies_are_both_understood() {
+        let envelope =
+            br#"{"error":{"code":"service_unavailable","message":"Server is shutting down, please retry later"}}"#;
+        let e = ClientError::from_body("u", 503, envelope);
+        assert!(e.is_transient());
+        assert_eq!(e.server_message(), "Server is shutting down, please retry later");
+        let text = ClientError::from_body("u", 422, b"Failed to deserialize the JSON body into the target type: x");
+        assert!(!text.is_transient());
+        assert_eq!(text.server_message(), "Failed to deserialize the JSON body into the target type: x");
+        assert!(matches!(text, ClientError::Status { code: None, .. }));
+    }
+
+    #[test]
+    fn only_transport_and_transient_statuses_retry() {
+        assert!(ClientError::Transport { url: "u".into(), detail: "reset".into() }.is_transient());
+        assert!(!ClientError::Unauthorized("no".into()).is_transient());
+        assert!(!ClientError::CredentialsRequired.is_transient());
+        assert!(!ClientError::Decode { url: "u".into(), detail: "x".into() }.is_transient());
+    }
+}

@@ -1,0 +1,133 @@
+//! Backoff for transient failures: exponential, capped, with jitter.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+
+use super::ClientError;
+
+/// How transient failures are retried.
+///
+/// The n-th retry waits `min_delay × factor^(n-1)`, capped at `max_delay`, plus a
+/// random jitter of up to the same amount again (so never more than `2 × max_delay`).
+/// Reports (complete and fail) ignore `max_retries`: they are retried until the server
+/// answers definitively.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Delay before the first retry.
+    pub min_delay: Duration,
+    /// Cap on the delay before jitter.
+    pub max_delay: Duration,
+    /// Growth per retry.
+    pub factor: f32,
+    /// Retries of a poll or heartbeat before the error is returned.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { min_delay: Duration::from_millis(100), max_delay: Duration::from_secs(10), factor: 2.0, max_retries: 4 }
+    }
+}
+
+impl RetryPolicy {
+    /// The delays of a bounded retry sequence.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        self.builder().with_max_times(self.max_retries).build()
+    }
+
+    fn builder(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(self.factor)
+            .with_jitter()
+    }
+
+    /// Runs `op`, retrying transient failures up to `max_retries` times.
+    pub(crate) async fn retry<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    where
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.run(what, op, self.builder().with_max_times(self.max_retries)).await
+    }
+
+    /// Runs `op`, retrying transient failures for as long as it takes.
+    pub(crate) async fn retry_forever<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    where
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.run(what, op, self.builder().without_max_times()).await
+    }
+
+    async fn run<T, Fut>(
+        &self,
+        what: &str,
+        op: impl FnMut() -> Fut,
+        backoff: ExponentialBuilder,
+    ) -> Result<T, ClientError>
+    where
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        op.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(ClientError::is_transient)
+            .notify(|error, delay| tracing::warn!(%error, ?delay, "{what} failed; retrying"))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1600),
+            factor: 2.0,
+            max_retries: 8,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_then_is_capped_with_jitter_below_the_base() {
+        let delays: Vec<Duration> = policy().delays().collect();
+        assert_eq!(delays.len(), 8);
+        let bases = [100, 200, 400, 800, 1600, 1600, 1600, 1600];
+        for (delay, base) in delays.iter().zip(bases) {
+            let base = Duration::from_millis(base);
+            assert!(*delay >= base && *delay < base * 2, "{delay:?} outside [{base:?}, {:?})", base * 2);
+        }
+    }
+
+    #[test]
+    fn jitter_makes_sequences_differ() {
+        let runs: Vec<Vec<Duration>> = (0..5).map(|_| policy().delays().collect()).collect();
+        assert!(runs.windows(2).any(|w| w[0] != w[1]), "five identical sequences: no jitter");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn definitive_errors_are_not_retried_and_transient_ones_are() {
+        let mut calls = 0;
+        let result: Result<(), _> = policy()
+            .retry("test", || {
+                calls += 1;
+                async { Err(ClientError::from_body("u", 409, b"")) }
+            })
+            .await;
+        assert_eq!(result.unwrap_err().status(), Some(409));
+        assert_eq!(calls, 1);
+
+        let mut calls = 0;
+        let result = policy()
+            .retry_forever("test", || {
+                calls += 1;
+                let n = calls;
+                async move { if n < 20 { Err(ClientError::from_body("u", 503, b"")) } else { Ok(n) } }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 20, "retry_forever gives up on no transient error");
+    }
+}

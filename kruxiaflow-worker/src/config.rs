@@ -1,0 +1,297 @@
+//! Worker configuration: from the environment or from code.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The server refuses polls for more than this many activities.
+pub const MAX_POLL_ACTIVITIES: u32 = 100;
+
+/// Environment variable names read by [`WorkerConfig::from_env`].
+pub mod env {
+    /// Base URL of the Kruxia Flow API (required).
+    pub const API_URL: &str = "KRUXIAFLOW_API_URL";
+    /// OAuth client id (with the secret, or neither).
+    pub const CLIENT_ID: &str = "KRUXIAFLOW_CLIENT_ID";
+    /// OAuth client secret (with the id, or neither).
+    pub const CLIENT_SECRET: &str = "KRUXIAFLOW_CLIENT_SECRET";
+    /// Worker type polled for.
+    pub const WORKER: &str = "KRUXIAFLOW_WORKER";
+    /// This process's unique id.
+    pub const WORKER_ID: &str = "KRUXIAFLOW_WORKER_ID";
+    /// Most activities claimed by one poll.
+    pub const POLL_MAX_ACTIVITIES: &str = "KRUXIAFLOW_WORKER_POLL_MAX_ACTIVITIES";
+    /// Seconds between polls when the queue is empty.
+    pub const POLL_INTERVAL: &str = "KRUXIAFLOW_WORKER_POLL_INTERVAL";
+    /// Most activities running at once.
+    pub const MAX_ACTIVITIES: &str = "KRUXIAFLOW_WORKER_MAX_ACTIVITIES";
+    /// Seconds an activity may run when the server gives no timeout.
+    pub const ACTIVITY_TIMEOUT: &str = "KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT";
+    /// Longest gap between heartbeats, in seconds.
+    pub const HEARTBEAT_INTERVAL: &str = "KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL";
+    /// Seconds in-flight activities get to finish on shutdown.
+    pub const SHUTDOWN_TIMEOUT: &str = "KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT";
+}
+
+/// OAuth client credentials. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// OAuth client id.
+    pub client_id: String,
+    client_secret: String,
+}
+
+impl Credentials {
+    /// Credentials for the client-credentials grant.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self { client_id: client_id.into(), client_secret: client_secret.into() }
+    }
+
+    /// The secret, for building the token request.
+    pub fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("client_id", &self.client_id).field("client_secret", &"<redacted>").finish()
+    }
+}
+
+/// How a worker connects and behaves. Build it with [`WorkerConfig::from_env`], or in
+/// code with struct update over [`WorkerConfig::new`]:
+///
+/// ```
+/// use std::time::Duration;
+/// use kruxiaflow_worker::WorkerConfig;
+///
+/// let config = WorkerConfig {
+///     max_concurrent_activities: 32,
+///     activity_timeout: Duration::from_secs(600),
+///     ..WorkerConfig::new("http://localhost:8080")
+/// };
+/// config.validate().unwrap();
+/// assert_eq!(config.worker, "rust");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Base URL of the API, without a trailing `/`.
+    pub api_url: String,
+    /// Client credentials; `None` talks to a dev-mode server without a token.
+    pub credentials: Option<Credentials>,
+    /// Default worker type, used when registering activities (`rust` by default).
+    pub worker: String,
+    /// This process's id; must be unique per process (`worker_<UUIDv7>` by default).
+    pub worker_id: String,
+    /// Most activities claimed per poll (1..=100; never more than the free slots).
+    pub poll_max_activities: u32,
+    /// Pause between polls when the queue was empty.
+    pub poll_interval: Duration,
+    /// Most activities running at once.
+    pub max_concurrent_activities: usize,
+    /// Execution timeout when the server sends none.
+    pub activity_timeout: Duration,
+    /// Longest gap between heartbeats (shortened further to keep short leases).
+    pub heartbeat_interval: Duration,
+    /// How long in-flight activities may finish after a shutdown request.
+    pub shutdown_timeout: Duration,
+    /// How long a cancelled handler gets to return before its task is aborted.
+    pub cancellation_grace: Duration,
+    /// Timeout of one HTTP request.
+    pub http_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self::new("http://localhost:8080")
+    }
+}
+
+impl WorkerConfig {
+    /// Defaults for every setting, talking to `api_url` without credentials.
+    pub fn new(api_url: impl Into<String>) -> Self {
+        Self {
+            api_url: api_url.into().trim_end_matches('/').to_owned(),
+            credentials: None,
+            worker: "rust".to_owned(),
+            worker_id: format!("worker_{}", uuid::Uuid::now_v7()),
+            poll_max_activities: 10,
+            poll_interval: Duration::from_millis(100),
+            max_concurrent_activities: 16,
+            activity_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            cancellation_grace: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets the client credentials.
+    pub fn with_credentials(mut self, client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials::new(client_id, client_secret));
+        self
+    }
+
+    /// Reads every `KRUXIAFLOW_*` variable (see [`env`]); unset or empty variables keep
+    /// their defaults. A bad value is an error naming the variable and the value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::WorkerConfig;
+    ///
+    /// let err = WorkerConfig::from_lookup(|name| match name {
+    ///     "KRUXIAFLOW_API_URL" => Some("http://localhost:8080".into()),
+    ///     "KRUXIAFLOW_WORKER_MAX_ACTIVITIES" => Some("abc".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "KRUXIAFLOW_WORKER_MAX_ACTIVITIES must be a positive integer, got \"abc\""
+    /// );
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let api_url = get(env::API_URL).ok_or(ConfigError::Missing { name: env::API_URL })?;
+        let mut config = Self::new(api_url.trim());
+        config.credentials = match (get(env::CLIENT_ID), get(env::CLIENT_SECRET)) {
+            (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::PartialCredentials { missing: env::CLIENT_SECRET, set: env::CLIENT_ID });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::PartialCredentials { missing: env::CLIENT_ID, set: env::CLIENT_SECRET });
+            }
+        };
+        if let Some(worker) = get(env::WORKER) {
+            config.worker = worker;
+        }
+        if let Some(worker_id) = get(env::WORKER_ID) {
+            config.worker_id = worker_id;
+        }
+        if let Some(raw) = get(env::POLL_MAX_ACTIVITIES) {
+            let wanted = parse_positive_int(env::POLL_MAX_ACTIVITIES, &raw)?;
+            if wanted > u64::from(MAX_POLL_ACTIVITIES) {
+                tracing::warn!(
+                    "{} = {wanted} is above the server's limit; polling for at most {MAX_POLL_ACTIVITIES}",
+                    env::POLL_MAX_ACTIVITIES
+                );
+            }
+            config.poll_max_activities = wanted.min(u64::from(MAX_POLL_ACTIVITIES)) as u32;
+        }
+        if let Some(raw) = get(env::MAX_ACTIVITIES) {
+            config.max_concurrent_activities = usize::try_from(parse_positive_int(env::MAX_ACTIVITIES, &raw)?)
+                .map_err(|_| invalid(env::MAX_ACTIVITIES, &raw, "a positive integer that fits this platform"))?;
+        }
+        let seconds = |name: &'static str, default: Duration| match get(name) {
+            Some(raw) => parse_seconds(name, &raw),
+            None => Ok(default),
+        };
+        config.poll_interval = seconds(env::POLL_INTERVAL, config.poll_interval)?;
+        config.activity_timeout = seconds(env::ACTIVITY_TIMEOUT, config.activity_timeout)?;
+        config.heartbeat_interval = seconds(env::HEARTBEAT_INTERVAL, config.heartbeat_interval)?;
+        config.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, config.shutdown_timeout)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; the error names the field and the bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.api_url.starts_with("http://") || self.api_url.starts_with("https://")) {
+            return Err(invalid("api_url", &self.api_url, "an http:// or https:// URL"));
+        }
+        if !is_identifier(&self.worker) {
+            return Err(invalid("worker", &self.worker, "a worker type of letters, digits, '_' and '-'"));
+        }
+        if self.worker_id.trim().is_empty() {
+            return Err(invalid("worker_id", &self.worker_id, "a non-empty id"));
+        }
+        if self.poll_max_activities == 0 || self.poll_max_activities > MAX_POLL_ACTIVITIES {
+            return Err(invalid(
+                "poll_max_activities",
+                &self.poll_max_activities.to_string(),
+                "an integer from 1 to 100",
+            ));
+        }
+        if self.max_concurrent_activities == 0 {
+            return Err(invalid("max_concurrent_activities", "0", "a positive integer"));
+        }
+        let durations = [
+            ("poll_interval", self.poll_interval),
+            ("activity_timeout", self.activity_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("http_timeout", self.http_timeout),
+        ];
+        for (name, value) in durations {
+            if value.is_zero() {
+                return Err(invalid(name, "0s", "a positive duration"));
+            }
+        }
+        if let Some(credentials) = &self.credentials
+            && (credentials.client_id.is_empty() || credentials.client_secret.is_empty())
+        {
+            return Err(invalid("credentials", &format!("{credentials:?}"), "a non-empty client id and secret"));
+        }
+        Ok(())
+    }
+}
+
+/// `^[A-Za-z0-9_-]{1,255}$`: the rule for worker types and activity names.
+pub(crate) fn is_identifier(s: &str) -> bool {
+    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn invalid(name: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid { name: name.to_owned(), value: value.to_owned(), expected }
+}
+
+fn parse_positive_int(name: &str, raw: &str) -> Result<u64, ConfigError> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(name, raw, "a positive integer")),
+    }
+}
+
+fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
+    match raw.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(invalid(name, raw, "a positive number of seconds")),
+    }
+}
+
+/// A configuration value is missing or invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{name} is required: set it to the base URL of the Kruxia Flow API, e.g. http://localhost:8080")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+    },
+    /// Only one of the client id and secret is set.
+    #[error("{set} is set but {missing} is not: set both for client credentials, or neither for a dev-mode server")]
+    PartialCredentials {
+        /// The variable that is set.
+        set: &'static str,
+        /// The variable that is missing.
+        missing: &'static str,
+    },
+    /// A value does not parse or is out of range.
+    #[error("{name} must be {expected}, got {value:?}")]
+    Invalid {
+        /// Variable or field name.
+        name: String,
+        /// The rejected value.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+#[cfg(test)]
+mod tests;

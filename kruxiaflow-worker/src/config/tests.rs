@@ -1,0 +1,139 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn config_from(vars: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
+    let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    map.entry(env::API_URL.to_owned()).or_insert_with(|| "http://127.0.0.1:8080".to_owned());
+    WorkerConfig::from_lookup(|name| map.get(name).cloned())
+}
+
+fn error_text(vars: &[(&str, &str)]) -> String {
+    config_from(vars).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_follow_the_protocol() {
+    let config = config_from(&[]).unwrap();
+    assert_eq!(config.api_url, "http://127.0.0.1:8080");
+    assert_eq!(config.credentials, None);
+    assert_eq!(config.worker, "rust");
+    assert!(config.worker_id.starts_with("worker_"), "{}", config.worker_id);
+    assert_eq!(config.poll_max_activities, 10);
+    assert_eq!(config.poll_interval, Duration::from_millis(100));
+    assert_eq!(config.max_concurrent_activities, 16);
+    assert_eq!(config.activity_timeout, Duration::from_secs(300));
+    assert_eq!(config.heartbeat_interval, Duration::from_secs(30));
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn api_url_is_required_and_loses_its_trailing_slash() {
+    let err = WorkerConfig::from_lookup(|_| None).unwrap_err();
+    assert!(err.to_string().starts_with("KRUXIAFLOW_API_URL is required"), "{err}");
+    let config = config_from(&[(env::API_URL, "https://flow.example/")]).unwrap();
+    assert_eq!(config.api_url, "https://flow.example");
+    assert_eq!(
+        error_text(&[(env::API_URL, "flow.example")]),
+        "api_url must be an http:// or https:// URL, got \"flow.example\""
+    );
+}
+
+#[test]
+fn empty_variables_count_as_unset() {
+    let config = config_from(&[(env::WORKER, ""), (env::MAX_ACTIVITIES, "  ")]).unwrap();
+    assert_eq!(config.worker, "rust");
+    assert_eq!(config.max_concurrent_activities, 16);
+}
+
+#[test]
+fn credentials_need_both_halves() {
+    let config = config_from(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET, "s3cret")]).unwrap();
+    assert_eq!(config.credentials, Some(Credentials::new("me", "s3cret")));
+    assert_eq!(
+        error_text(&[(env::CLIENT_ID, "me")]),
+        "KRUXIAFLOW_CLIENT_ID is set but KRUXIAFLOW_CLIENT_SECRET is not: set both for client credentials, or neither for a dev-mode server"
+    );
+    assert!(
+        error_text(&[(env::CLIENT_SECRET, "s")])
+            .starts_with("KRUXIAFLOW_CLIENT_SECRET is set but KRUXIAFLOW_CLIENT_ID is not")
+    );
+}
+
+#[test]
+fn debug_never_prints_the_secret() {
+    let config = config_from(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET, "s3cret")]).unwrap();
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(printed.contains("<redacted>"));
+}
+
+#[test]
+fn worker_type_and_id() {
+    let config = config_from(&[(env::WORKER, "py-std_2"), (env::WORKER_ID, "worker_a")]).unwrap();
+    assert_eq!(config.worker, "py-std_2");
+    assert_eq!(config.worker_id, "worker_a");
+    assert_eq!(
+        error_text(&[(env::WORKER, "bad.type")]),
+        "worker must be a worker type of letters, digits, '_' and '-', got \"bad.type\""
+    );
+}
+
+#[test]
+fn poll_max_activities_is_parsed_and_capped_at_100() {
+    assert_eq!(config_from(&[(env::POLL_MAX_ACTIVITIES, "4")]).unwrap().poll_max_activities, 4);
+    assert_eq!(config_from(&[(env::POLL_MAX_ACTIVITIES, "500")]).unwrap().poll_max_activities, 100);
+    for bad in ["0", "-1", "2.5", "ten"] {
+        assert_eq!(
+            error_text(&[(env::POLL_MAX_ACTIVITIES, bad)]),
+            format!("KRUXIAFLOW_WORKER_POLL_MAX_ACTIVITIES must be a positive integer, got {bad:?}")
+        );
+    }
+}
+
+#[test]
+fn max_activities_sets_concurrency() {
+    assert_eq!(config_from(&[(env::MAX_ACTIVITIES, "64")]).unwrap().max_concurrent_activities, 64);
+    assert_eq!(
+        error_text(&[(env::MAX_ACTIVITIES, "abc")]),
+        "KRUXIAFLOW_WORKER_MAX_ACTIVITIES must be a positive integer, got \"abc\""
+    );
+}
+
+#[test]
+fn durations_are_float_seconds() {
+    let cases = [
+        (env::POLL_INTERVAL, "0.25", Duration::from_millis(250)),
+        (env::ACTIVITY_TIMEOUT, "600", Duration::from_secs(600)),
+        (env::HEARTBEAT_INTERVAL, "10.5", Duration::from_millis(10_500)),
+        (env::SHUTDOWN_TIMEOUT, "5", Duration::from_secs(5)),
+    ];
+    for (name, raw, expected) in cases {
+        let config = config_from(&[(name, raw)]).unwrap();
+        let actual = match name {
+            env::POLL_INTERVAL => config.poll_interval,
+            env::ACTIVITY_TIMEOUT => config.activity_timeout,
+            env::HEARTBEAT_INTERVAL => config.heartbeat_interval,
+            _ => config.shutdown_timeout,
+        };
+        assert_eq!(actual, expected, "{name}");
+        for bad in ["0", "-3", "soon", "NaN", "inf"] {
+            assert_eq!(error_text(&[(name, bad)]), format!("{name} must be a positive number of seconds, got {bad:?}"));
+        }
+    }
+}
+
+#[test]
+fn code_built_config_is_validated_by_field_name() {
+    let config = WorkerConfig { max_concurrent_activities: 0, ..WorkerConfig::default() };
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "max_concurrent_activities must be a positive integer, got \"0\""
+    );
+    let config = WorkerConfig { poll_max_activities: 101, ..WorkerConfig::default() };
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "poll_max_activities must be an integer from 1 to 100, got \"101\""
+    );
+}

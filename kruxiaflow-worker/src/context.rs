@@ -1,0 +1,288 @@
+//! What an activity sees while it runs: its identity, cancellation, heartbeats, a
+//! logger, and a place to record money spent.
+
+mod logger;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::ActivityError;
+use crate::protocol::{OutputDefinition, UsageEntry};
+
+pub use logger::ActivityLogger;
+
+/// A boxed, sendable future, as returned by [`ContextBackend`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who an activity attempt is and what it was given (besides its parameters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityInfo {
+    /// Queue row id; the same for every retry, so a good idempotency key.
+    pub activity_id: Uuid,
+    /// The workflow run.
+    pub workflow_id: Uuid,
+    /// The activity's key in the workflow definition.
+    pub activity_key: String,
+    /// Worker type the activity was polled for.
+    pub worker: String,
+    /// Activity name it was dispatched on.
+    pub activity_name: String,
+    /// This worker process's id.
+    pub worker_id: String,
+    /// Data of the signal the activity waited for (`Some(Null)`: sent without data).
+    pub signal: Option<Value>,
+    /// The activity's settings from its definition.
+    pub settings: Value,
+    /// Declared outputs.
+    pub output_definitions: Vec<OutputDefinition>,
+    /// When the attempt times out, if it has a deadline.
+    pub deadline: Option<Instant>,
+}
+
+impl ActivityInfo {
+    /// Info for a test or a custom runtime: ids are random, names as given, the rest empty.
+    pub fn new(worker: impl Into<String>, activity_name: impl Into<String>) -> Self {
+        let activity_name = activity_name.into();
+        Self {
+            activity_id: Uuid::now_v7(),
+            workflow_id: Uuid::now_v7(),
+            activity_key: activity_name.clone(),
+            worker: worker.into(),
+            activity_name,
+            worker_id: "worker_test".to_owned(),
+            signal: None,
+            settings: Value::Null,
+            output_definitions: Vec::new(),
+            deadline: None,
+        }
+    }
+
+    /// `worker.activity_name`, the registry key.
+    pub fn activity_type(&self) -> String {
+        format!("{}.{}", self.worker, self.activity_name)
+    }
+}
+
+/// Why an activity was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// The server gave the activity to another worker (heartbeat answered 409). Nothing
+    /// will be reported for this attempt.
+    LeaseLost,
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// The worker is shutting down.
+    Shutdown,
+    /// Cancelled by a test harness or by code holding the context.
+    Requested,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::LeaseLost => "the server reassigned the activity (lease lost)",
+            Self::Timeout => "the activity timed out",
+            Self::Shutdown => "the worker is shutting down",
+            Self::Requested => "cancellation was requested",
+        })
+    }
+}
+
+/// The services behind an [`ActivityContext`]: the worker supplies one that talks to
+/// the API server; the testing crate supplies one backed by memory.
+pub trait ContextBackend: Send + Sync + 'static {
+    /// Renews the activity's lease. A lost lease is an error with code `LEASE_LOST`.
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>>;
+}
+
+/// Handle given to every activity attempt. Cheap to clone; all clones share state.
+///
+/// ```
+/// use kruxiaflow_worker::context::{ActivityContext, ActivityInfo, BoxFuture, CancelReason, ContextBackend};
+/// use kruxiaflow_worker::{ActivityError, UsageEntry};
+/// use std::sync::Arc;
+///
+/// struct NoServer;
+/// impl ContextBackend for NoServer {
+///     fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+///         Box::pin(async { Ok(()) })
+///     }
+/// }
+///
+/// let ctx = ActivityContext::new(ActivityInfo::new("rust", "summarize"), Arc::new(NoServer));
+/// ctx.record_usage(UsageEntry::new("openai", "gpt-4o-mini").input_tokens(10));
+/// ctx.add_cost(rust_decimal::Decimal::new(1, 3));
+/// assert_eq!(ctx.activity_key(), "summarize");
+/// assert!(!ctx.is_cancelled());
+/// ctx.cancel(CancelReason::Requested);
+/// assert_eq!(ctx.cancel_reason(), Some(CancelReason::Requested));
+/// ```
+#[derive(Clone)]
+pub struct ActivityContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    info: ActivityInfo,
+    cancel: CancellationToken,
+    cancel_reason: OnceLock<CancelReason>,
+    spend: Mutex<Spend>,
+    logger: ActivityLogger,
+    backend: Arc<dyn ContextBackend>,
+}
+
+/// Money an attempt recorded through its context while running.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spend {
+    /// Sum of [`ActivityContext::add_cost`] calls.
+    pub cost: Option<Decimal>,
+    /// Entries from [`ActivityContext::record_usage`].
+    pub usage: Vec<UsageEntry>,
+}
+
+impl ActivityContext {
+    /// A context for `info`, served by `backend`.
+    pub fn new(info: ActivityInfo, backend: Arc<dyn ContextBackend>) -> Self {
+        let logger = ActivityLogger::new(&info);
+        Self {
+            inner: Arc::new(Inner {
+                info,
+                cancel: CancellationToken::new(),
+                cancel_reason: OnceLock::new(),
+                spend: Mutex::new(Spend::default()),
+                logger,
+                backend,
+            }),
+        }
+    }
+
+    /// Everything known about this attempt.
+    pub fn info(&self) -> &ActivityInfo {
+        &self.inner.info
+    }
+
+    /// The workflow run's id.
+    pub fn workflow_id(&self) -> Uuid {
+        self.inner.info.workflow_id
+    }
+
+    /// The activity's queue id (stable across retries: use it for idempotency keys).
+    pub fn activity_id(&self) -> Uuid {
+        self.inner.info.activity_id
+    }
+
+    /// The activity's key in the workflow definition.
+    pub fn activity_key(&self) -> &str {
+        &self.inner.info.activity_key
+    }
+
+    /// This worker process's id.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.info.worker_id
+    }
+
+    /// Signal data, if the activity waited for a signal.
+    pub fn signal(&self) -> Option<&Value> {
+        self.inner.info.signal.as_ref()
+    }
+
+    /// The activity's settings from its definition.
+    pub fn settings(&self) -> &Value {
+        &self.inner.info.settings
+    }
+
+    /// Declared outputs.
+    pub fn output_definitions(&self) -> &[OutputDefinition] {
+        &self.inner.info.output_definitions
+    }
+
+    /// When this attempt times out.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.info.deadline
+    }
+
+    /// Logger whose lines carry this activity's ids (plain `tracing` macros work too).
+    pub fn logger(&self) -> &ActivityLogger {
+        &self.inner.logger
+    }
+
+    /// Renews the lease now. Only needed for work that may block the worker's own
+    /// heartbeats; the worker already heartbeats every running activity.
+    pub async fn heartbeat(&self) -> Result<(), ActivityError> {
+        let result = self.inner.backend.heartbeat().await;
+        if let Err(error) = &result
+            && error.code() == crate::error::codes::LEASE_LOST
+        {
+            self.cancel(CancelReason::LeaseLost);
+        }
+        result
+    }
+
+    /// Records one LLM call's usage; reported with whatever ends the attempt.
+    pub fn record_usage(&self, entry: UsageEntry) {
+        self.spend().usage.push(entry);
+    }
+
+    /// Adds money spent outside LLM usage; reported with whatever ends the attempt.
+    pub fn add_cost(&self, cost: Decimal) {
+        let mut spend = self.spend();
+        spend.cost = Some(spend.cost.unwrap_or_default() + cost);
+    }
+
+    /// What has been recorded with [`record_usage`](Self::record_usage) and
+    /// [`add_cost`](Self::add_cost) so far.
+    pub fn spend_snapshot(&self) -> Spend {
+        self.spend().clone()
+    }
+
+    pub(crate) fn take_spend(&self) -> Spend {
+        std::mem::take(&mut *self.spend())
+    }
+
+    fn spend(&self) -> std::sync::MutexGuard<'_, Spend> {
+        // A handler that panicked while holding the lock cannot leave `Spend` half
+        // written (every update is one push or one assignment), so poison is harmless.
+        self.inner.spend.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the attempt has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Why the attempt was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.inner.cancel_reason.get().copied()
+    }
+
+    /// Resolves when the attempt is cancelled, with the reason. Select on it in long
+    /// loops to stop early; the handler gets a grace period before it is aborted.
+    pub async fn cancelled(&self) -> CancelReason {
+        self.inner.cancel.cancelled().await;
+        self.cancel_reason().unwrap_or(CancelReason::Requested)
+    }
+
+    /// Cancels the attempt. The first reason given wins.
+    pub fn cancel(&self, reason: CancelReason) {
+        let _ = self.inner.cancel_reason.set(reason);
+        self.inner.cancel.cancel();
+    }
+}
+
+impl fmt::Debug for ActivityContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityContext")
+            .field("info", &self.inner.info)
+            .field("cancel_reason", &self.cancel_reason())
+            .finish_non_exhaustive()
+    }
+}

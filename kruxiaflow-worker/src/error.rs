@@ -1,0 +1,211 @@
+//! Errors: how an activity fails ([`ActivityError`]) and how the worker itself fails
+//! ([`WorkerError`]).
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+
+use crate::config::ConfigError;
+use crate::protocol::UsageEntry;
+
+/// Error codes the SDK itself reports.
+pub mod codes {
+    /// Any error returned with `?` from a handler (retryable).
+    pub const EXECUTION_ERROR: &str = "EXECUTION_ERROR";
+    /// Parameters did not deserialize into the handler's type (terminal).
+    pub const INVALID_PARAMETERS: &str = "INVALID_PARAMETERS";
+    /// The handler ran past its timeout (retryable).
+    pub const TIMEOUT: &str = "TIMEOUT";
+    /// The handler panicked (retryable).
+    pub const PANIC: &str = "PANIC";
+    /// No handler is registered for the polled activity (retryable).
+    pub const ACTIVITY_NOT_FOUND: &str = "ACTIVITY_NOT_FOUND";
+    /// The worker shut down before the activity finished (retryable).
+    pub const WORKER_SHUTDOWN: &str = "WORKER_SHUTDOWN";
+    /// The poll item could not be understood (terminal: it would fail again).
+    pub const INVALID_ACTIVITY: &str = "INVALID_ACTIVITY";
+    /// The handler's outputs could not be serialized or were refused (terminal).
+    pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
+    /// The server gave the activity to another worker (never reported).
+    pub const LEASE_LOST: &str = "LEASE_LOST";
+}
+
+/// Why an activity attempt failed, as reported to the server.
+///
+/// Return it from a handler (`Err(ActivityError::terminal(..))`), or let `?` convert any
+/// [`std::error::Error`] into a retryable `EXECUTION_ERROR` whose message carries the
+/// error's whole source chain. Money spent by the failed attempt can ride along.
+///
+/// ```
+/// use kruxiaflow_worker::ActivityError;
+///
+/// let e = ActivityError::terminal("VALIDATION_ERROR", "text is empty");
+/// assert!(!e.is_retryable());
+///
+/// fn parse(s: &str) -> Result<i64, ActivityError> {
+///     Ok(s.parse::<i64>()?)
+/// }
+/// let e = parse("x").unwrap_err();
+/// assert_eq!(e.code(), "EXECUTION_ERROR");
+/// assert!(e.is_retryable());
+/// assert_eq!(e.message(), "invalid digit found in string");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActivityError {
+    code: String,
+    message: String,
+    retryable: bool,
+    cost: Option<Decimal>,
+    usage: Vec<UsageEntry>,
+}
+
+impl ActivityError {
+    /// A failure the server must not retry.
+    pub fn terminal(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(code, message, false)
+    }
+
+    /// A failure the server may retry if the activity has retries left.
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(code, message, true)
+    }
+
+    /// A failure with an explicit retry decision.
+    pub fn new(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
+        Self { code: code.into(), message: message.into(), retryable, cost: None, usage: Vec::new() }
+    }
+
+    /// A retryable `EXECUTION_ERROR` carrying `error` and its source chain.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::retryable(codes::EXECUTION_ERROR, message)
+    }
+
+    /// A retryable `PANIC` for a handler that panicked with `payload`.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+        Self::retryable(codes::PANIC, format!("the activity panicked: {message}"))
+    }
+
+    /// Attaches the money this failed attempt spent outside usage entries.
+    pub fn with_cost(mut self, cost: Decimal) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// Attaches per-LLM-call usage of this failed attempt.
+    pub fn with_usage(mut self, usage: impl IntoIterator<Item = UsageEntry>) -> Self {
+        self.usage.extend(usage);
+        self
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the server may retry.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Cost attached to the failure.
+    pub fn cost(&self) -> Option<Decimal> {
+        self.cost
+    }
+
+    /// Usage attached to the failure.
+    pub fn usage(&self) -> &[UsageEntry] {
+        &self.usage
+    }
+
+    pub(crate) fn take_spend(&mut self) -> (Option<Decimal>, Vec<UsageEntry>) {
+        (self.cost.take(), std::mem::take(&mut self.usage))
+    }
+}
+
+impl fmt::Debug for ActivityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ActivityError");
+        d.field("code", &self.code).field("message", &self.message).field("retryable", &self.retryable);
+        if let Some(cost) = &self.cost {
+            d.field("cost", cost);
+        }
+        if !self.usage.is_empty() {
+            d.field("usage", &self.usage);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for ActivityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.retryable { "retryable" } else { "terminal" };
+        write!(f, "{} ({kind}): {}", self.code, self.message)
+    }
+}
+
+// `ActivityError` deliberately does not implement `std::error::Error`: that is what
+// lets this blanket conversion exist, so `?` works on any error type (as with anyhow).
+impl<E> From<E> for ActivityError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        Self::from_error(&error)
+    }
+}
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The registry has no activities, so there is nothing to poll for.
+    #[error("the activity registry is empty: register at least one activity before running")]
+    NoActivities,
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fetching the page failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn question_mark_conversion_keeps_the_source_chain() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let e = ActivityError::from(Outer(inner));
+        assert_eq!(e.code(), codes::EXECUTION_ERROR);
+        assert!(e.is_retryable());
+        assert_eq!(e.message(), "fetching the page failed: connection reset");
+    }
+
+    #[test]
+    fn display_names_code_kind_and_message() {
+        let e = ActivityError::terminal("BAD", "no");
+        assert_eq!(e.to_string(), "BAD (terminal): no");
+    }
+}

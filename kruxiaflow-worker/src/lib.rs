@@ -1,0 +1,87 @@
+//! Write [Kruxia Flow](https://github.com/kruxia/kruxiaflow) workers in Rust.
+//!
+//! A worker polls the Kruxia Flow API for queued activities of its worker type, runs
+//! them, and reports results, costs and failures. This crate gives you:
+//!
+//! - activities as plain async code with typed parameters ([`Activity`], [`Execute`],
+//!   and with the default `macros` feature, `#[activity]` and `#[derive(Activity)]`);
+//! - a [`WorkerManager`] that polls with bounded concurrency, heartbeats every running
+//!   activity, enforces timeouts, survives panics, retries every transient HTTP failure
+//!   and never drops a completion or failure report, and shuts down gracefully;
+//! - an [`ActivityContext`] with the activity's identity, cancellation, heartbeats, a
+//!   logger and cost/usage recording.
+//!
+//! ```no_run
+//! use kruxiaflow_worker::prelude::*;
+//! use kruxiaflow_worker::decode_params;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Double { input: i64 }
+//!
+//! struct MyActivity;
+//!
+//! impl Activity for MyActivity {
+//!     fn name(&self) -> &str { "my_activity" }
+//!     async fn run(&self, params: serde_json::Value, ctx: ActivityContext)
+//!         -> Result<ActivityResult, ActivityError> {
+//!         let params: Double = decode_params(params, &ctx)?;
+//!         Ok(ActivityResult::value("result", params.input * 2))
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), WorkerError> {
+//!     let config = WorkerConfig::from_env()?;
+//!     let mut registry = ActivityRegistry::new();
+//!     registry.register(MyActivity, &config.worker);
+//!     WorkerManager::new(config, registry).run_until_shutdown().await
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+// The README's Rust snippets are compiled as doc tests so they cannot drift.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+mod activity;
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod protocol;
+mod registry;
+pub mod report;
+mod result;
+mod worker;
+
+pub use activity::{Activity, Execute, decode_params};
+pub use config::{ConfigError, Credentials, WorkerConfig};
+pub use context::{ActivityContext, CancelReason};
+pub use error::{ActivityError, WorkerError};
+pub use protocol::{OutputDefinition, OutputType, UsageEntry};
+pub use registry::{ActivityRegistry, RegistryError};
+pub use result::{ActivityOutput, ActivityResult};
+pub use worker::{WorkerHandle, WorkerManager};
+
+/// Everything an activity or a worker `main` usually needs.
+pub mod prelude {
+    pub use crate::{
+        Activity, ActivityContext, ActivityError, ActivityOutput, ActivityRegistry, ActivityResult, Execute,
+        OutputType, UsageEntry, WorkerConfig, WorkerError, WorkerManager,
+    };
+}
+
+/// Runtime support for macro-generated code. Not a public API: it may change in any
+/// release.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde::de::DeserializeOwned;
+    pub use serde_json::Value;
+
+    pub use crate::activity::{Activity, Execute, decode_params};
+    pub use crate::context::ActivityContext;
+    pub use crate::error::ActivityError;
+    pub use crate::result::ActivityResult;
+}

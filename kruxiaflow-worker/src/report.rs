@@ -1,0 +1,162 @@
+//! Turning what an attempt produced into the body of a complete or fail request.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::context::Spend;
+use crate::error::ActivityError;
+use crate::protocol::{CompleteRequest, FailRequest, FailureDetails, UsageEntry};
+use crate::result::ActivityResult;
+
+/// The request that settles an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// `POST /api/v1/activities/{id}/complete`
+    Complete(CompleteRequest),
+    /// `POST /api/v1/activities/{id}/fail`
+    Fail(FailRequest),
+}
+
+impl Report {
+    /// The report for an attempt that ended with `outcome`, carrying the money the
+    /// attempt recorded through its context as well as what the result or error carries.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::{ActivityError, ActivityResult, report::Report, context::Spend};
+    /// use rust_decimal::Decimal;
+    ///
+    /// let spend = Spend { cost: Some(Decimal::new(1, 3)), usage: vec![] };
+    /// let report = Report::from_outcome("worker_1", Ok(ActivityResult::value("n", 2)), spend);
+    /// assert_eq!(report.endpoint(), "complete");
+    /// assert_eq!(
+    ///     report.to_json(),
+    ///     serde_json::json!({"worker_id": "worker_1", "output": {"n": 2}, "cost_usd": "0.001"})
+    /// );
+    ///
+    /// let failed = Report::from_outcome(
+    ///     "worker_1",
+    ///     Err(ActivityError::terminal("VALIDATION_ERROR", "text is empty")),
+    ///     Spend::default(),
+    /// );
+    /// assert_eq!(
+    ///     failed.to_json(),
+    ///     serde_json::json!({"worker_id": "worker_1",
+    ///         "error": {"code": "VALIDATION_ERROR", "message": "text is empty", "retryable": false}})
+    /// );
+    /// ```
+    pub fn from_outcome(worker_id: &str, outcome: Result<ActivityResult, ActivityError>, spend: Spend) -> Self {
+        match outcome {
+            Ok(result) => {
+                let parts = result.into_report_parts();
+                let (output, (cost, usage)) = (parts.output, merge(spend, parts.cost, parts.usage));
+                match output {
+                    Ok(output) => Self::Complete(CompleteRequest {
+                        worker_id: worker_id.to_owned(),
+                        output,
+                        cost_usd: cost,
+                        usage,
+                    }),
+                    Err(error) => Self::failure(worker_id, error, cost, usage),
+                }
+            }
+            Err(mut error) => {
+                let (cost, usage) = error.take_spend();
+                let (cost, usage) = merge(spend, cost, usage);
+                Self::failure(worker_id, error, cost, usage)
+            }
+        }
+    }
+
+    fn failure(worker_id: &str, error: ActivityError, cost: Option<Decimal>, usage: Vec<UsageEntry>) -> Self {
+        // The server refuses empty codes and messages (422); never let that lose a report.
+        let non_empty = |s: &str, fallback: &str| if s.trim().is_empty() { fallback.to_owned() } else { s.to_owned() };
+        Self::Fail(FailRequest {
+            worker_id: worker_id.to_owned(),
+            error: FailureDetails {
+                code: non_empty(error.code(), crate::error::codes::EXECUTION_ERROR),
+                message: non_empty(error.message(), "the activity failed without a message"),
+                retryable: error.is_retryable(),
+            },
+            cost_usd: cost,
+            usage,
+        })
+    }
+
+    /// `"complete"` or `"fail"`: the last path segment of the endpoint.
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            Self::Complete(_) => "complete",
+            Self::Fail(_) => "fail",
+        }
+    }
+
+    /// The JSON body exactly as it is sent.
+    pub fn to_json(&self) -> Value {
+        let value = match self {
+            Self::Complete(body) => serde_json::to_value(body),
+            Self::Fail(body) => serde_json::to_value(body),
+        };
+        value.expect("report bodies always serialize")
+    }
+
+    /// The same report without cost and usage: what is sent when the server refused the
+    /// spend (422), so that the attempt still settles.
+    pub(crate) fn without_spend(&self) -> Option<Self> {
+        let mut stripped = self.clone();
+        let (cost, usage) = match &mut stripped {
+            Self::Complete(body) => (&mut body.cost_usd, &mut body.usage),
+            Self::Fail(body) => (&mut body.cost_usd, &mut body.usage),
+        };
+        if cost.is_none() && usage.is_empty() {
+            return None;
+        }
+        *cost = None;
+        usage.clear();
+        Some(stripped)
+    }
+}
+
+fn merge(spend: Spend, cost: Option<Decimal>, usage: Vec<UsageEntry>) -> (Option<Decimal>, Vec<UsageEntry>) {
+    let cost = match (spend.cost, cost) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    let mut all = spend.usage;
+    all.extend(usage);
+    (cost, all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spend_recorded_on_the_context_rides_on_a_failure() {
+        let spend = Spend {
+            cost: Some(Decimal::new(2, 3)),
+            usage: vec![UsageEntry::new("openai", "gpt-4o-mini").input_tokens(800)],
+        };
+        let error =
+            ActivityError::retryable("UPSTREAM_5XX", "render service returned 503").with_cost(Decimal::new(1, 3));
+        let report = Report::from_outcome("w", Err(error), spend);
+        let Report::Fail(body) = report else { panic!("expected a failure") };
+        assert_eq!(body.cost_usd, Some(Decimal::new(3, 3)));
+        assert_eq!(body.usage.len(), 1);
+        assert!(body.error.retryable);
+    }
+
+    #[test]
+    fn an_error_result_is_reported_as_a_failure() {
+        let result = ActivityResult::error("text is empty", "VALIDATION_ERROR", false);
+        let report = Report::from_outcome("w", Ok(result), Spend::default());
+        assert_eq!(report.endpoint(), "fail");
+        assert_eq!(report.to_json()["error"]["code"], "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn empty_codes_and_messages_are_replaced_so_the_server_accepts_the_report() {
+        let report = Report::from_outcome("w", Err(ActivityError::retryable("", " ")), Spend::default());
+        assert_eq!(report.to_json()["error"]["code"], "EXECUTION_ERROR");
+        assert_eq!(report.to_json()["error"]["message"], "the activity failed without a message");
+    }
+}

@@ -1,0 +1,10 @@
+//! The worker against the fake server, over real HTTP on 127.0.0.1: one test per
+//! behaviour, each named for it.
+
+mod common;
+
+mod auth;
+mod concurrency;
+mod execution;
+mod reports;
+mod shutdown;
