@@ -11,6 +11,7 @@
 // error response would only add noise to a test server.
 #![allow(clippy::result_large_err)]
 
+pub mod conformance;
 pub mod fake;
 mod mock;
 

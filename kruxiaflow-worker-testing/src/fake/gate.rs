@@ -113,6 +113,8 @@ async fn truncate(response: Response) -> Response {
     };
     let half = bytes.slice(..bytes.len() / 2);
     let stream = futures_util::stream::iter([Ok(half)]).chain(futures_util::stream::once(async {
+        // Pausing lets the server flush the headers and the first half before aborting.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: body truncated"))
     }));
     Response::from_parts(parts, Body::from_stream(stream))

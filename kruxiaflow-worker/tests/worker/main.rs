@@ -8,3 +8,4 @@ mod concurrency;
 mod execution;
 mod reports;
 mod shutdown;
+mod wire;

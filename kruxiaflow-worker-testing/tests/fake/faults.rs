@@ -1,0 +1,142 @@
+//! Fault injection, one fault kind per test.
+
+use std::time::{Duration, Instant};
+
+use kruxiaflow_worker_testing::{Endpoint, FakeServer, Fault, NewActivity, Status};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::common::{Api, WORKER_ID, claimed};
+
+#[tokio::test]
+async fn a_status_fault_answers_with_the_servers_envelope_and_changes_nothing() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Complete, Fault::Status(500), 1);
+    api.complete(id, WORKER_ID, json!({})).await.assert_error(500, "INTERNAL_ERROR", "Internal server error");
+    assert_eq!(server.activity(id).unwrap().status, Status::Running);
+    assert_eq!(api.complete(id, WORKER_ID, json!({})).await.status, 200, "only the next call was faulted");
+}
+
+#[tokio::test]
+async fn the_shutdown_fault_is_the_lowercase_503() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Heartbeat, Fault::ShuttingDown, 1);
+    api.heartbeat(id, WORKER_ID).await.assert_error(
+        503,
+        "service_unavailable",
+        "Server is shutting down, please retry later",
+    );
+}
+
+#[tokio::test]
+async fn shutting_down_mode_answers_503_after_authentication_and_spares_public_routes() {
+    let server = FakeServer::builder().auth("me", "secret").start().await;
+    server.set_shutting_down(true);
+    let api = Api::new(&server);
+    assert_eq!(api.poll("v", WORKER_ID, 1).await.status, 401, "an unauthenticated caller still gets 401");
+    let token = api
+        .post(
+            "/api/v1/oauth/token",
+            json!({"grant_type": "client_credentials", "client_id": "me", "client_secret": "secret"}),
+        )
+        .await;
+    assert_eq!(token.status, 200, "the token route is public");
+    let authed = Api::new(&server).with_token(token.json()["access_token"].as_str().unwrap());
+    authed.poll("v", WORKER_ID, 1).await.assert_error(
+        503,
+        "service_unavailable",
+        "Server is shutting down, please retry later",
+    );
+}
+
+#[tokio::test]
+async fn error_after_commit_applies_the_report_then_answers_500() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Complete, Fault::ErrorAfterCommit, 1);
+    api.complete(id, WORKER_ID, json!({"kept": true})).await.assert_error(
+        500,
+        "INTERNAL_ERROR",
+        "Internal server error",
+    );
+    assert_eq!(server.wait_for(id).await.expect_completed().output["kept"], true);
+}
+
+#[tokio::test]
+async fn drop_after_commit_claims_the_poll_but_loses_the_answer() {
+    let server = FakeServer::start().await;
+    let id = server.enqueue(NewActivity::new("vectors", "a"));
+    server.inject(Endpoint::Poll, Fault::DropAfterCommit, 1);
+    let sent = reqwest::Client::new()
+        .post(format!("{}/api/v1/workers/poll", server.url()))
+        .json(&json!({"worker": "vectors", "worker_id": WORKER_ID}))
+        .send()
+        .await;
+    let failed = match sent {
+        Err(_) => true,
+        Ok(response) => response.bytes().await.is_err(),
+    };
+    assert!(failed, "the client must not get a complete answer");
+    let snapshot = server.activity(id).unwrap();
+    assert_eq!((snapshot.status, snapshot.claimed_by.as_deref()), (Status::Running, Some(WORKER_ID)));
+    assert_eq!(server.requests_to(Endpoint::Poll)[0].status, 0, "logged as dropped");
+}
+
+#[tokio::test]
+async fn drop_before_commit_changes_nothing() {
+    let (server, _api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Complete, Fault::DropBeforeCommit, 1);
+    let sent = reqwest::Client::new()
+        .post(format!("{}/api/v1/activities/{id}/complete", server.url()))
+        .json(&json!({"worker_id": WORKER_ID, "output": {}}))
+        .send()
+        .await;
+    assert!(sent.is_err() || sent.unwrap().bytes().await.is_err());
+    assert_eq!(server.activity(id).unwrap().status, Status::Running);
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_shorter_than_its_content_length() {
+    let server = FakeServer::start().await;
+    let workflow_id = Uuid::now_v7();
+    server.seed_file(workflow_id, "k", "big.bin", &vec![7u8; 100_000], None);
+    server.inject(Endpoint::FileDownload, Fault::TruncateBody, 1);
+    let response = reqwest::get(format!("{}/api/v1/workflows/{workflow_id}/activities/k/files/big.bin", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-length"], "100000");
+    assert!(response.bytes().await.is_err(), "the body ends early");
+}
+
+#[tokio::test]
+async fn latency_delays_the_endpoint() {
+    let server = FakeServer::start().await;
+    server.set_latency(Endpoint::Poll, Duration::from_millis(300));
+    let started = Instant::now();
+    Api::new(&server).poll("v", WORKER_ID, 1).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn restart_keeps_state_and_closes_open_connections() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.restart().await;
+    assert_eq!(api.complete(id, WORKER_ID, json!({"after": "restart"})).await.status, 200, "same port, same queue");
+    assert_eq!(server.wait_for(id).await.expect_completed().output["after"], "restart");
+}
+
+#[tokio::test]
+async fn a_stopped_server_refuses_connections() {
+    let server = FakeServer::start().await;
+    server.stop().await;
+    assert!(reqwest::get(format!("{}/health", server.url())).await.is_err());
+}
+
+#[tokio::test]
+async fn injected_faults_are_counted() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Heartbeat, Fault::Status(503), 2);
+    api.heartbeat(id, WORKER_ID).await;
+    api.heartbeat(id, WORKER_ID).await;
+    api.heartbeat(id, WORKER_ID).await;
+    assert_eq!(server.faults_injected()[&Fault::Status(503)], 2);
+}
