@@ -1,0 +1,171 @@
+//! MockContext: records what an activity did, and cancels it on demand.
+
+use std::time::Duration;
+
+use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker::{CancelReason, decode_params};
+use kruxiaflow_worker_testing::{LogLevel, LogLine, MockContext};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+/// Heartbeats once per item until cancelled, logging through both APIs.
+struct LongRunning;
+
+#[derive(serde::Deserialize)]
+struct Items {
+    items: Vec<String>,
+}
+
+impl Activity for LongRunning {
+    fn name(&self) -> &str {
+        "long_running"
+    }
+
+    async fn run(&self, params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
+        let Items { items } = decode_params(params, &ctx)?;
+        ctx.logger().info(format_args!("processing {} items", items.len()));
+        let mut done = 0;
+        for _ in &items {
+            if ctx.is_cancelled() {
+                tracing::warn!(done, "stopping early");
+                return Err(ActivityError::retryable("CANCELLED", format!("stopped after {done}")));
+            }
+            ctx.heartbeat().await?;
+            done += 1;
+        }
+        ctx.record_usage(UsageEntry::new("openai", "gpt-4o-mini").input_tokens(10));
+        ctx.add_cost(Decimal::new(5, 3));
+        ctx.logger().debug("done");
+        Ok(ActivityResult::value("done", done))
+    }
+}
+
+fn items(n: usize) -> Value {
+    json!({"items": vec!["x"; n]})
+}
+
+#[tokio::test]
+async fn records_heartbeats_logs_usage_and_cost() {
+    let mock = MockContext::new("rust", "long_running");
+    let result = mock.run(&LongRunning, items(3)).await.unwrap();
+
+    assert_eq!(result.output("done"), Some(&json!(3)));
+    assert_eq!(mock.heartbeats(), 3);
+    assert_eq!(
+        mock.logs(),
+        [
+            LogLine { level: LogLevel::Info, message: "processing 3 items".into() },
+            LogLine { level: LogLevel::Debug, message: "done".into() },
+        ]
+    );
+    assert_eq!(mock.spend().cost, Some(Decimal::new(5, 3)));
+    assert_eq!(mock.spend().usage[0].model, "gpt-4o-mini");
+}
+
+#[tokio::test]
+async fn cancel_after_heartbeats_acts_as_a_lost_lease() {
+    let mock = MockContext::new("rust", "long_running").cancel_after_heartbeats(2);
+    let error = mock.run(&LongRunning, items(5)).await.unwrap_err();
+
+    assert_eq!(error.code(), "LEASE_LOST");
+    assert_eq!(mock.heartbeats(), 2);
+    assert_eq!(mock.context().cancel_reason(), Some(CancelReason::LeaseLost));
+}
+
+struct WaitsForCancel;
+
+impl Activity for WaitsForCancel {
+    fn name(&self) -> &str {
+        "waits"
+    }
+
+    async fn run(&self, _params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
+        let reason = ctx.cancelled().await;
+        tracing::info!("cancelled: {reason}");
+        Ok(ActivityResult::value("reason", format!("{reason:?}")))
+    }
+}
+
+#[tokio::test]
+async fn cancel_after_a_delay_cancels_with_requested() {
+    let mock = MockContext::new("rust", "waits").cancel_after(Duration::from_millis(50));
+    let result = mock.run(&WaitsForCancel, json!({})).await.unwrap();
+
+    assert_eq!(result.output("reason"), Some(&json!("Requested")));
+    assert_eq!(mock.logs()[0].message, "cancelled: cancellation was requested");
+}
+
+#[tokio::test]
+async fn a_test_can_cancel_through_the_context_it_holds() {
+    let mock = MockContext::new("rust", "waits");
+    let ctx = mock.context();
+    let run = mock.run(&WaitsForCancel, json!({}));
+    ctx.cancel(CancelReason::Shutdown);
+    assert_eq!(run.await.unwrap().output("reason"), Some(&json!("Shutdown")));
+}
+
+#[tokio::test]
+async fn the_context_carries_what_the_builder_set() {
+    let id = uuid::Uuid::now_v7();
+    let mock = MockContext::new("rust", "introspect")
+        .activity_id(id)
+        .activity_key("look")
+        .worker_id("worker_7")
+        .signal(json!({"approved": true}))
+        .settings(json!({"cache": false}))
+        .output("report.txt", OutputType::File);
+    let ctx = mock.context();
+
+    assert_eq!((ctx.activity_id(), ctx.activity_key(), ctx.worker_id()), (id, "look", "worker_7"));
+    assert_eq!(ctx.signal(), Some(&json!({"approved": true})));
+    assert_eq!(ctx.settings(), &json!({"cache": false}));
+    assert_eq!(ctx.output_definitions()[0].output_type, OutputType::File);
+}
+
+struct Panics;
+
+impl Activity for Panics {
+    fn name(&self) -> &str {
+        "panics"
+    }
+
+    async fn run(&self, _params: Value, _ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
+        panic!("boom")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_becomes_the_retryable_panic_error_a_worker_would_report() {
+    let error = MockContext::new("rust", "panics").run(&Panics, json!({})).await.unwrap_err();
+    assert_eq!((error.code(), error.message(), error.is_retryable()), ("PANIC", "the activity panicked: boom", true));
+}
+
+#[tokio::test]
+async fn report_shows_the_exact_body_the_worker_would_post() {
+    let mock = MockContext::new("rust", "long_running").worker_id("worker_7");
+    let outcome = mock.run(&LongRunning, items(1)).await;
+    let report = mock.report(&outcome);
+
+    assert_eq!(report.endpoint(), "complete");
+    assert_eq!(
+        report.to_json(),
+        json!({
+            "worker_id": "worker_7",
+            "output": {"done": 1},
+            "cost_usd": "0.005",
+            "usage": [{"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 0,
+                       "cache_read_tokens": 0, "cache_creation_tokens": 0}],
+        })
+    );
+
+    let bad = MockContext::new("rust", "long_running").worker_id("worker_7");
+    let outcome = bad.run(&LongRunning, json!({"items": "nope"})).await;
+    assert_eq!(
+        bad.report(&outcome).to_json(),
+        json!({"worker_id": "worker_7", "error": {
+            "code": "INVALID_PARAMETERS",
+            "message": "invalid parameters for activity 'rust.long_running' at items: invalid type: string \"nope\", expected a sequence",
+            "retryable": false,
+        }})
+    );
+}
