@@ -50,6 +50,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod error;
+mod macro_support;
 pub mod protocol;
 mod registry;
 pub mod report;
@@ -65,23 +66,29 @@ pub use registry::{ActivityRegistry, RegistryError};
 pub use result::{ActivityOutput, ActivityResult};
 pub use worker::{WorkerHandle, WorkerManager};
 
+#[cfg(feature = "macros")]
+pub use kruxiaflow_worker_macros::{Activity, activity};
+
 /// Everything an activity or a worker `main` usually needs.
 pub mod prelude {
     pub use crate::{
         Activity, ActivityContext, ActivityError, ActivityOutput, ActivityRegistry, ActivityResult, Execute,
         OutputType, UsageEntry, WorkerConfig, WorkerError, WorkerManager,
     };
+
+    #[cfg(feature = "macros")]
+    pub use kruxiaflow_worker_macros::activity;
 }
 
 /// Runtime support for macro-generated code. Not a public API: it may change in any
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use serde::de::DeserializeOwned;
     pub use serde_json::Value;
 
     pub use crate::activity::{Activity, Execute, decode_params};
     pub use crate::context::ActivityContext;
     pub use crate::error::ActivityError;
+    pub use crate::macro_support::{DecodeParams, IntoActivityOutcome, run_execute};
     pub use crate::result::ActivityResult;
 }

@@ -13,7 +13,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kruxiaflow_worker::decode_params;
 use kruxiaflow_worker::prelude::*;
 use kruxiaflow_worker_testing::{FakeServer, NewActivity, Outcome, RetrySettings};
 use serde_json::{Value, json};
@@ -24,17 +23,9 @@ struct Double {
 }
 
 /// Doubles its input.
-struct MyActivity;
-
-impl Activity for MyActivity {
-    fn name(&self) -> &str {
-        "my_activity"
-    }
-
-    async fn run(&self, params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
-        let params: Double = decode_params(params, &ctx)?;
-        Ok(ActivityResult::value("result", params.input * 2))
-    }
+#[activity]
+async fn my_activity(params: Double) -> ActivityResult {
+    ActivityResult::value("result", params.input * 2)
 }
 
 #[derive(serde::Deserialize)]
@@ -43,19 +34,11 @@ struct Items {
 }
 
 /// Uppercases a list of strings.
-struct ProcessData;
-
-impl Activity for ProcessData {
-    fn name(&self) -> &str {
-        "process_data"
-    }
-
-    async fn run(&self, params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
-        let params: Items = decode_params(params, &ctx)?;
-        ctx.logger().info(format_args!("processing {} items", params.items.len()));
-        let upper: Vec<String> = params.items.iter().map(|s| s.to_uppercase()).collect();
-        Ok(ActivityResult::value("processed", upper))
-    }
+#[activity]
+async fn process_data(params: Items, ctx: &ActivityContext) -> ActivityResult {
+    ctx.logger().info(format_args!("processing {} items", params.items.len()));
+    let upper: Vec<String> = params.items.iter().map(|s| s.to_uppercase()).collect();
+    ActivityResult::value("processed", upper)
 }
 
 /// What one demo activity should end with.
@@ -102,7 +85,7 @@ async fn main() -> ExitCode {
     let server = FakeServer::start().await;
     let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
     let mut registry = ActivityRegistry::new();
-    registry.register(MyActivity, &config.worker).register(ProcessData, &config.worker);
+    registry.register(my_activity, &config.worker).register(process_data, &config.worker);
     println!("fake server at {}; worker polling for {:?}\n", server.url(), registry.activity_types());
 
     let cases: Vec<(Case, uuid::Uuid)> = cases()

@@ -4,7 +4,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kruxiaflow_worker::decode_params;
 use kruxiaflow_worker::prelude::*;
 use serde_json::{Value, json};
 
@@ -22,17 +21,9 @@ struct Double {
     input: i64,
 }
 
-struct MyActivity;
-
-impl Activity for MyActivity {
-    fn name(&self) -> &str {
-        "my_activity"
-    }
-
-    async fn run(&self, params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
-        let params: Double = decode_params(params, &ctx)?;
-        Ok(ActivityResult::value("result", params.input * 2))
-    }
+#[activity]
+async fn my_activity(params: Double) -> ActivityResult {
+    ActivityResult::value("result", params.input * 2)
 }
 
 #[tokio::test]
@@ -67,7 +58,7 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
 
     let config = WorkerConfig { poll_interval: Duration::from_millis(10), ..WorkerConfig::new(&url) };
     let mut registry = ActivityRegistry::new();
-    registry.register(MyActivity, "rust");
+    registry.register(my_activity, "rust");
     let manager = WorkerManager::new(config, registry);
     let handle = manager.handle();
     let worker = tokio::spawn(manager.run(std::future::pending()));

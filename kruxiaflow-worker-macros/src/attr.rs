@@ -1,0 +1,127 @@
+//! The options of `#[activity(...)]`, one small setter per option.
+
+use proc_macro2::Span;
+use syn::Token;
+use syn::parse::{Parse, ParseStream};
+
+use crate::errors::Errors;
+use crate::naming::check_name;
+
+/// The options an item may carry. Which ones are allowed depends on the macro.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) name: Option<(String, Span)>,
+    pub(crate) output: Option<(String, Span)>,
+    pub(crate) krate: Option<syn::Path>,
+}
+
+/// `key = "value"` pairs, parsed without judging them yet.
+pub(crate) struct RawOptions(Vec<(syn::Ident, syn::Lit)>);
+
+impl Parse for RawOptions {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut pairs = Vec::new();
+        while !input.is_empty() {
+            let key: syn::Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = \"...\"`")))?;
+            let lookahead = input.lookahead1();
+            if !lookahead.peek(syn::Lit) {
+                return Err(syn::Error::new(
+                    input.span(),
+                    format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"),
+                ));
+            }
+            pairs.push((key, input.parse()?));
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(Self(pairs))
+    }
+}
+
+impl Options {
+    /// Reads `raw`, accepting only the keys in `allowed`; every mistake goes to `errors`.
+    pub(crate) fn from_raw(raw: RawOptions, allowed: &[&str], errors: &mut Errors) -> Self {
+        let mut options = Self::default();
+        for (key, value) in raw.0 {
+            let name = key.to_string();
+            if !allowed.contains(&name.as_str()) {
+                let list: Vec<String> = allowed.iter().map(|k| format!("`{k}`")).collect();
+                errors.push_spanned(&key, format!("unknown option `{name}`; supported options: {}", list.join(", ")));
+                continue;
+            }
+            let Some(text) = string_literal(&key, &value, errors) else { continue };
+            match name.as_str() {
+                "name" => options.set_name(&key, text, &value, errors),
+                "output" => options.set_output(&key, text, &value, errors),
+                _ => options.set_crate(&key, text, &value, errors),
+            }
+        }
+        options
+    }
+
+    fn set_name(&mut self, key: &syn::Ident, name: String, value: &syn::Lit, errors: &mut Errors) {
+        if self.name.is_some() {
+            return errors.push_spanned(key, "`name` set more than once");
+        }
+        match check_name(&name) {
+            Ok(()) => self.name = Some((name, value.span())),
+            Err(message) => errors.push_spanned(value, message),
+        }
+    }
+
+    fn set_output(&mut self, key: &syn::Ident, output: String, value: &syn::Lit, errors: &mut Errors) {
+        if self.output.is_some() {
+            return errors.push_spanned(key, "`output` set more than once");
+        }
+        if output.trim().is_empty() {
+            return errors.push_spanned(value, "`output` must name the output, e.g. `output = \"result\"`");
+        }
+        self.output = Some((output, value.span()));
+    }
+
+    fn set_crate(&mut self, key: &syn::Ident, path: String, value: &syn::Lit, errors: &mut Errors) {
+        if self.krate.is_some() {
+            return errors.push_spanned(key, "`crate` set more than once");
+        }
+        match syn::parse_str::<syn::Path>(&path) {
+            Ok(parsed) => self.krate = Some(parsed),
+            Err(_) => errors.push_spanned(
+                value,
+                format!("`crate` must be a path such as \"::my_facade::kruxiaflow_worker\", got {path:?}"),
+            ),
+        }
+    }
+}
+
+fn string_literal(key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) -> Option<String> {
+    match value {
+        syn::Lit::Str(s) => Some(s.value()),
+        other => {
+            errors.push_spanned(other, format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"));
+            None
+        }
+    }
+}
+
+/// Options of `#[activity(...)]` helper attributes on a derive input.
+pub(crate) fn from_attributes(attrs: &[syn::Attribute], allowed: &[&str], errors: &mut Errors) -> Options {
+    let mut all = RawOptions(Vec::new());
+    for attr in attrs.iter().filter(|a| a.path().is_ident("activity")) {
+        match attr.parse_args::<RawOptions>() {
+            Ok(raw) => all.0.extend(raw.0),
+            Err(error) => errors.push(error),
+        }
+    }
+    Options::from_raw(all, allowed, errors)
+}
+
+/// The path generated code uses to reach the runtime.
+pub(crate) fn runtime_path(krate: &Option<syn::Path>) -> proc_macro2::TokenStream {
+    match krate {
+        Some(path) => quote::quote!(#path::__private),
+        None => quote::quote!(::kruxiaflow_worker::__private),
+    }
+}

@@ -1,0 +1,6 @@
+use kruxiaflow_worker::prelude::*;
+
+#[activity]
+struct NotAFunction;
+
+fn main() {}

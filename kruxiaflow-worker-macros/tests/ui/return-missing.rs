@@ -1,0 +1,6 @@
+use kruxiaflow_worker::prelude::*;
+
+#[activity]
+async fn returns_nothing() {}
+
+fn main() {}
