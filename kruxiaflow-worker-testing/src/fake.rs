@@ -384,6 +384,31 @@ impl FakeServer {
         })
     }
 
+    /// Stores a copy of the file at `source` (copied on disk, never read into memory).
+    ///
+    /// # Errors
+    /// When `source` cannot be copied.
+    pub fn seed_file_from_path(
+        &self,
+        workflow_id: Uuid,
+        activity_key: &str,
+        filename: &str,
+        source: &std::path::Path,
+        content_type: Option<&str>,
+    ) -> std::io::Result<StoredFile> {
+        let path = self.state.files.new_blob_path();
+        let size = std::fs::copy(source, &path)?;
+        Ok(self.state.files.put(StoredFile {
+            workflow_id,
+            activity_key: activity_key.to_owned(),
+            filename: filename.to_owned(),
+            size,
+            content_type: content_type.map(str::to_owned),
+            created_at: files::now_rfc3339(),
+            path,
+        }))
+    }
+
     /// A stored file's metadata.
     pub fn file(&self, workflow_id: Uuid, activity_key: &str, filename: &str) -> Option<StoredFile> {
         self.state.files.get(&(workflow_id, activity_key.to_owned(), filename.to_owned()))

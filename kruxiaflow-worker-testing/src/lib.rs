@@ -19,4 +19,4 @@ pub use fake::{
     ActivitySnapshot, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity, Outcome,
     RequestRecord, RetrySettings, RetryStrategy, Status,
 };
-pub use mock::{LogLevel, LogLine, MockContext};
+pub use mock::{LogLevel, LogLine, MockContext, Upload};

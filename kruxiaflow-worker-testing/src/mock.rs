@@ -2,6 +2,8 @@
 
 mod capture;
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, Spend};
 use kruxiaflow_worker::error::codes;
+use kruxiaflow_worker::files::{FileReference, codes as file_codes};
 use kruxiaflow_worker::report::Report;
 use kruxiaflow_worker::{
     Activity, ActivityContext, ActivityError, ActivityResult, CancelReason, OutputDefinition, OutputType,
@@ -72,9 +75,64 @@ pub struct MockContext {
 struct MockBackend {
     heartbeats: AtomicU32,
     lose_lease_after: Option<u32>,
+    seeded: HashMap<FileReference, Vec<u8>>,
+    uploads: Mutex<Vec<Upload>>,
+}
+
+/// A file the activity uploaded through a [`MockContext`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The reference returned to the activity.
+    pub reference: String,
+    /// The filename it was uploaded as.
+    pub filename: String,
+    /// The content type sent.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl ContextBackend for MockBackend {
+    fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            let bytes = self.seeded.get(file).ok_or_else(|| {
+                ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}"))
+            })?;
+            tokio::fs::write(dest, bytes).await.map_err(|e| {
+                ActivityError::retryable(
+                    file_codes::FILE_TRANSFER_FAILED,
+                    format!("cannot write {}: {e}", dest.display()),
+                )
+            })
+        })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        file: &'a FileReference,
+        source: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            let bytes = tokio::fs::read(source).await.map_err(|e| {
+                ActivityError::terminal(
+                    file_codes::LOCAL_FILE_NOT_FOUND,
+                    format!("cannot read {}: {e}", source.display()),
+                )
+            })?;
+            let upload = Upload {
+                reference: file.to_string(),
+                filename: file.filename.clone(),
+                content_type: content_type.to_owned(),
+                bytes,
+            };
+            let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+            uploads.retain(|u| u.filename != upload.filename);
+            uploads.push(upload);
+            Ok(())
+        })
+    }
+
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
         let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
         let lost = self.lose_lease_after.is_some_and(|limit| count >= limit);
@@ -147,6 +205,32 @@ impl MockContext {
     pub fn cancel_after_heartbeats(mut self, n: u32) -> Self {
         Arc::get_mut(&mut self.backend).expect("configure before use").lose_lease_after = Some(n);
         self
+    }
+
+    /// Makes `reference` downloadable with `bytes`.
+    ///
+    /// # Panics
+    /// If `reference` is not a valid `postgres://{workflow_id}/{activity_key}/{filename}`.
+    pub fn file(mut self, reference: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        let file: FileReference = reference.parse().unwrap_or_else(|e| panic!("{e}"));
+        Arc::get_mut(&mut self.backend).expect("configure before use").seeded.insert(file, bytes.into());
+        self
+    }
+
+    /// A reference to `filename` of this context's own workflow and activity key, for
+    /// seeding inputs with [`file`](Self::file).
+    pub fn reference(&self, filename: &str) -> String {
+        format!("postgres://{}/{}/{filename}", self.info.workflow_id, self.info.activity_key)
+    }
+
+    /// Files uploaded so far (a repeated filename keeps the latest upload).
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.backend.uploads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The bytes uploaded as `filename`, if any.
+    pub fn uploaded(&self, filename: &str) -> Option<Vec<u8>> {
+        self.uploads().into_iter().find(|u| u.filename == filename).map(|u| u.bytes)
     }
 
     /// Cancels the activity ([`CancelReason::Requested`]) this long into [`run`](Self::run).

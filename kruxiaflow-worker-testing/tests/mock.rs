@@ -169,3 +169,34 @@ async fn report_shows_the_exact_body_the_worker_would_post() {
         }})
     );
 }
+
+#[kruxiaflow_worker::activity]
+async fn shout_file(params: Value, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+    let input = ctx.download_file(params["input"].as_str().unwrap_or_default()).await?;
+    let text = tokio::fs::read_to_string(&input).await?;
+    let out = ctx.temp_dir()?.join("result.txt");
+    tokio::fs::write(&out, text.to_uppercase()).await?;
+    Ok(ActivityResult::empty().with_output(ctx.file_output("result.txt", &out).await?))
+}
+
+#[tokio::test]
+async fn seeded_files_download_and_uploads_are_recorded() {
+    let mock = MockContext::new("rust", "shout_file").activity_key("shout");
+    let input = mock.reference("input.txt");
+    let mock = mock.file(&input, "hello");
+    let result = mock.run(&shout_file, json!({"input": input})).await.unwrap();
+
+    assert_eq!(mock.uploaded("result.txt").as_deref(), Some(&b"HELLO"[..]));
+    let upload = &mock.uploads()[0];
+    assert_eq!(upload.content_type, "text/plain");
+    assert_eq!(result.output("result.txt"), Some(&json!(upload.reference)));
+    assert!(upload.reference.ends_with("/shout/result.txt"));
+}
+
+#[tokio::test]
+async fn a_file_that_was_not_seeded_is_not_found() {
+    let mock = MockContext::new("rust", "shout_file");
+    let missing = mock.reference("missing.txt");
+    let error = mock.run(&shout_file, json!({"input": missing})).await.unwrap_err();
+    assert_eq!((error.code(), error.message()), ("FILE_NOT_FOUND", format!("file not found: {missing}").as_str()));
+}

@@ -5,18 +5,24 @@ mod auth;
 mod error;
 mod retry;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::config::WorkerConfig;
+use crate::files::FileReference;
 use crate::protocol::{
-    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, ReportAck,
+    CompleteRequest, FailRequest, FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    ReportAck,
 };
 
 use auth::TokenSource;
@@ -89,11 +95,66 @@ impl ApiClient {
         self.retry.retry_forever("failure report", || self.post_json(&path, body.clone())).await
     }
 
+    /// Streams a stored file into `dest` (created or truncated), checking the byte count
+    /// against `Content-Length`. A transfer cut short is retried from the start.
+    pub async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
+        let url = self.file_url(file);
+        self.retry.retry("file download", || self.download_once(&url, dest)).await
+    }
+
+    async fn download_once(&self, url: &str, dest: &Path) -> Result<u64, ClientError> {
+        let response = self.send_authenticated(Method::GET, url, &Payload::Empty).await?;
+        let expected = response.content_length();
+        let mut out = tokio::fs::File::create(dest).await.map_err(|e| ClientError::local(dest, &e))?;
+        let mut body = response.bytes_stream();
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::transport(url, &e))?;
+            out.write_all(&chunk).await.map_err(|e| ClientError::local(dest, &e))?;
+            received += chunk.len() as u64;
+        }
+        out.flush().await.map_err(|e| ClientError::local(dest, &e))?;
+        match expected {
+            Some(expected) if expected != received => Err(ClientError::Transport {
+                url: url.to_owned(),
+                detail: format!("the body was cut short: received {received} of {expected} bytes"),
+            }),
+            _ => Ok(received),
+        }
+    }
+
+    /// Streams `source` to workflow storage as `file` (an upload overwrites, so a retry
+    /// from the start is safe).
+    pub async fn upload_from(
+        &self,
+        file: &FileReference,
+        source: &Path,
+        content_type: &str,
+    ) -> Result<FileMetadata, ClientError> {
+        let url = self.file_url(file);
+        let payload = Payload::File { path: source, content_type };
+        self.retry
+            .retry("file upload", || async {
+                let response = self.send_authenticated(Method::POST, &url, &payload).await?;
+                decode(&url, response).await
+            })
+            .await
+    }
+
+    fn file_url(&self, file: &FileReference) -> String {
+        format!(
+            "{}/api/v1/workflows/{}/activities/{}/files/{}",
+            self.base_url,
+            file.workflow_id,
+            utf8_percent_encode(&file.activity_key, PATH_SEGMENT),
+            utf8_percent_encode(&file.filename, PATH_SEGMENT)
+        )
+    }
+
     async fn post_json<R: DeserializeOwned>(&self, path: &str, body: Bytes) -> Result<R, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let response = self.send_authenticated(Method::POST, &url, Some(&body)).await?;
-        let bytes = response.bytes().await.map_err(|e| ClientError::transport(&url, &e))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })
+        let response = self.send_authenticated(Method::POST, &url, &Payload::Json(body)).await?;
+        decode(&url, response).await
     }
 
     /// Sends one request with a bearer token (when configured); on 401 fetches a fresh
@@ -102,7 +163,7 @@ impl ApiClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<&Bytes>,
+        body: &Payload<'_>,
     ) -> Result<reqwest::Response, ClientError> {
         let Some(auth) = &self.auth else {
             let response = self.send(method, url, body, None).await?;
@@ -130,18 +191,49 @@ impl ApiClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<&Bytes>,
+        body: &Payload<'_>,
         token: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, url).header("X-Request-ID", Uuid::now_v7().to_string());
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
-        }
+        request = body.attach(request)?;
         request.send().await.map_err(|e| ClientError::transport(url, &e))
     }
+}
+
+/// Path segments keep unreserved characters and percent-encode everything else.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// A request body, rebuilt for each attempt (a file stream cannot be replayed).
+enum Payload<'a> {
+    Empty,
+    Json(Bytes),
+    File { path: &'a Path, content_type: &'a str },
+}
+
+impl Payload<'_> {
+    fn attach(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ClientError> {
+        Ok(match self {
+            Self::Empty => request,
+            Self::Json(bytes) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone()),
+            Self::File { path, content_type } => {
+                let file = std::fs::File::open(path).map_err(|e| ClientError::local(path, &e))?;
+                let length = file.metadata().map_err(|e| ClientError::local(path, &e))?.len();
+                let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 64 * 1024);
+                request
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .header(reqwest::header::CONTENT_LENGTH, length)
+                    .body(reqwest::Body::wrap_stream(stream))
+            }
+        })
+    }
+}
+
+async fn decode<R: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<R, ClientError> {
+    let bytes = response.bytes().await.map_err(|e| ClientError::transport(url, &e))?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url: url.to_owned(), detail: e.to_string() })
 }
 
 async fn check_status(url: &str, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {

@@ -2,9 +2,11 @@
 //! logger, and a place to record money spent.
 
 mod logger;
+mod temp;
 
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,9 +17,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::ActivityError;
-use crate::protocol::{OutputDefinition, UsageEntry};
+use crate::files::{FileReference, guess_content_type};
+use crate::protocol::{OutputDefinition, OutputType, UsageEntry};
+use crate::result::ActivityOutput;
 
 pub use logger::ActivityLogger;
+use temp::TempFiles;
 
 /// A boxed, sendable future, as returned by [`ContextBackend`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -102,6 +107,17 @@ impl fmt::Display for CancelReason {
 pub trait ContextBackend: Send + Sync + 'static {
     /// Renews the activity's lease. A lost lease is an error with code `LEASE_LOST`.
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>>;
+
+    /// Writes the stored `file` to `dest` (a path inside the activity's temp dir).
+    fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>>;
+
+    /// Stores the contents of `source` as `file`, with `content_type`.
+    fn upload<'a>(
+        &'a self,
+        file: &'a FileReference,
+        source: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActivityError>>;
 }
 
 /// Handle given to every activity attempt. Cheap to clone; all clones share state.
@@ -111,10 +127,18 @@ pub trait ContextBackend: Send + Sync + 'static {
 /// use kruxiaflow_worker::{ActivityError, UsageEntry};
 /// use std::sync::Arc;
 ///
+/// # use kruxiaflow_worker::files::FileReference;
+/// # use std::path::Path;
 /// struct NoServer;
 /// impl ContextBackend for NoServer {
 ///     fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
 ///         Box::pin(async { Ok(()) })
+///     }
+///     fn download<'a>(&'a self, _: &'a FileReference, _: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
+///         Box::pin(async { Err(ActivityError::terminal("NO_FILES", "no file storage here")) })
+///     }
+///     fn upload<'a>(&'a self, _: &'a FileReference, _: &'a Path, _: &'a str) -> BoxFuture<'a, Result<(), ActivityError>> {
+///         Box::pin(async { Err(ActivityError::terminal("NO_FILES", "no file storage here")) })
 ///     }
 /// }
 ///
@@ -137,6 +161,7 @@ struct Inner {
     cancel_reason: OnceLock<CancelReason>,
     spend: Mutex<Spend>,
     logger: ActivityLogger,
+    files: TempFiles,
     backend: Arc<dyn ContextBackend>,
 }
 
@@ -153,6 +178,7 @@ impl ActivityContext {
     /// A context for `info`, served by `backend`.
     pub fn new(info: ActivityInfo, backend: Arc<dyn ContextBackend>) -> Self {
         let logger = ActivityLogger::new(&info);
+        let files = TempFiles::new(info.activity_id);
         Self {
             inner: Arc::new(Inner {
                 info,
@@ -160,6 +186,7 @@ impl ActivityContext {
                 cancel_reason: OnceLock::new(),
                 spend: Mutex::new(Spend::default()),
                 logger,
+                files,
                 backend,
             }),
         }
@@ -225,6 +252,68 @@ impl ActivityContext {
             self.cancel(CancelReason::LeaseLost);
         }
         result
+    }
+
+    /// Declared outputs of type `file`.
+    pub fn file_outputs(&self) -> impl Iterator<Item = &OutputDefinition> {
+        self.output_definitions().iter().filter(|d| d.output_type == OutputType::File)
+    }
+
+    /// This attempt's own temporary directory, created on first use and removed when
+    /// the attempt ends (success, failure, timeout, cancellation or shutdown).
+    pub fn temp_dir(&self) -> Result<PathBuf, ActivityError> {
+        self.inner.files.dir()
+    }
+
+    /// Downloads a stored file (`postgres://{workflow_id}/{activity_key}/{filename}`)
+    /// into this attempt's temp dir, streaming it to disk, and returns its path. The
+    /// reference is checked before any request is sent: nothing it says can place the
+    /// file outside the temp dir.
+    pub async fn download_file(&self, reference: &str) -> Result<PathBuf, ActivityError> {
+        let file: FileReference = reference.parse()?;
+        let dest = self.inner.files.path_for(&file)?;
+        self.inner.backend.download(&file, &dest).await?;
+        Ok(dest)
+    }
+
+    /// Uploads the local file at `path` as `filename` of this activity, streaming it,
+    /// with a content type guessed from the filename's extension; returns its
+    /// reference (`postgres://{workflow_id}/{activity_key}/{filename}`).
+    pub async fn upload_file(&self, path: impl AsRef<Path>, filename: &str) -> Result<String, ActivityError> {
+        self.upload_file_as(path, filename, &guess_content_type(filename)).await
+    }
+
+    /// Like [`upload_file`](Self::upload_file), with an explicit content type.
+    pub async fn upload_file_as(
+        &self,
+        path: impl AsRef<Path>,
+        filename: &str,
+        content_type: &str,
+    ) -> Result<String, ActivityError> {
+        let info = self.info();
+        let file = FileReference::new(info.workflow_id, &info.activity_key, filename)?;
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(ActivityError::terminal(
+                crate::files::codes::LOCAL_FILE_NOT_FOUND,
+                format!("cannot upload {}: no such file", path.display()),
+            ));
+        }
+        self.inner.backend.upload(&file, path, content_type).await?;
+        Ok(file.to_string())
+    }
+
+    /// Uploads `path` under the output's name and returns the file output that reports
+    /// its reference: the usual way to produce a declared `file` output.
+    pub async fn file_output(&self, name: &str, path: impl AsRef<Path>) -> Result<ActivityOutput, ActivityError> {
+        let reference = self.upload_file(path, name).await?;
+        Ok(ActivityOutput::file(name, reference))
+    }
+
+    /// Removes the temp dir; later file operations fail. The worker calls this when the
+    /// attempt ends.
+    pub fn close_files(&self) {
+        self.inner.files.close();
     }
 
     /// Records one LLM call's usage; reported with whatever ends the attempt.

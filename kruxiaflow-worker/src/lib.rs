@@ -50,6 +50,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod files;
 mod macro_support;
 pub mod protocol;
 mod registry;

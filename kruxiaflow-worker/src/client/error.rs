@@ -36,6 +36,14 @@ pub enum ClientError {
         "the server requires authentication: set KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET (or WorkerConfig::credentials)"
     )]
     CredentialsRequired,
+    /// A local file could not be read or written.
+    #[error("local file {path}: {detail}")]
+    LocalFile {
+        /// The file.
+        path: String,
+        /// What the OS reported.
+        detail: String,
+    },
     /// A success response whose body is not what the protocol says.
     #[error("unexpected response from {url}: {detail}")]
     Decode {
@@ -53,7 +61,7 @@ impl ClientError {
         match self {
             Self::Transport { .. } => true,
             Self::Status { status, .. } => is_transient_status(*status),
-            Self::Unauthorized(_) | Self::CredentialsRequired | Self::Decode { .. } => false,
+            Self::Unauthorized(_) | Self::CredentialsRequired | Self::Decode { .. } | Self::LocalFile { .. } => false,
         }
     }
 
@@ -82,6 +90,10 @@ impl ClientError {
             source = cause.source();
         }
         Self::Transport { url: url.to_owned(), detail }
+    }
+
+    pub(crate) fn local(path: &std::path::Path, error: &std::io::Error) -> Self {
+        Self::LocalFile { path: path.display().to_string(), detail: error.to_string() }
     }
 
     /// Builds a status error from a response body that may or may not be the JSON

@@ -1,10 +1,13 @@
-//! The context backend of a real worker: manual heartbeats go to the server.
+//! The context backend of a real worker: heartbeats and files go to the server.
+
+use std::path::Path;
 
 use uuid::Uuid;
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClientError};
 use crate::context::{BoxFuture, ContextBackend};
 use crate::error::{ActivityError, codes};
+use crate::files::{FileReference, codes as file_codes};
 
 pub(super) struct ServerBackend {
     client: ApiClient,
@@ -31,4 +34,33 @@ impl ContextBackend for ServerBackend {
             }
         })
     }
+
+    fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            self.client.download_to(file, dest).await.map(drop).map_err(|error| match error.status() {
+                Some(404) => ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}")),
+                _ => transfer_failed("download", file, &error),
+            })
+        })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        file: &'a FileReference,
+        source: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            self.client.upload_from(file, source, content_type).await.map(drop).map_err(|error| match error {
+                ClientError::LocalFile { .. } => {
+                    ActivityError::terminal(file_codes::LOCAL_FILE_NOT_FOUND, error.to_string())
+                }
+                other => transfer_failed("upload", file, &other),
+            })
+        })
+    }
+}
+
+fn transfer_failed(what: &str, file: &FileReference, error: &ClientError) -> ActivityError {
+    ActivityError::retryable(file_codes::FILE_TRANSFER_FAILED, format!("{what} of {file} failed: {error}"))
 }

@@ -39,6 +39,8 @@ pub(super) async fn run(
             heartbeat::keep_alive(shared.client.clone(), ctx.clone(), timeouts.heartbeat).in_current_span(),
         );
         let outcome = execute(&shared, &ctx, params, timeouts.execution).await;
+        // Uploads happened inside the handler, so its files can go before the report.
+        ctx.close_files();
         // The report goes out while heartbeats continue, so the lease cannot run out
         // while the report is being retried.
         match outcome {

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod concurrency;
 mod execution;
+mod files;
 mod reports;
 mod shutdown;
 mod wire;
