@@ -1,94 +1,151 @@
-//! The demo: a worker run end to end against the fake server embedded in this process,
-//! so it needs nothing installed and no server running.
+//! The demo: every example activity run by a real worker against the fake server
+//! embedded in this process, so it needs nothing installed and no server running.
 //!
 //! ```text
 //! cargo run -p kruxiaflow-worker-examples --bin demo
 //! ```
 //!
-//! It enqueues a few activities (one with bad parameters on purpose), runs a worker
-//! over them, prints what each ended with, and exits 0 when every outcome is the
-//! expected one.
+//! It enqueues one activity per example (with the guide's sample inputs) plus one with
+//! bad parameters, runs a worker over them, prints how each ended, and exits 0 when
+//! every outcome is the expected one.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker_examples::{class_based, complete, context, decorators, files, quickstart, results};
 use kruxiaflow_worker_testing::{FakeServer, NewActivity, Outcome, RetrySettings};
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-#[derive(serde::Deserialize)]
-struct Double {
-    input: i64,
-}
-
-/// Doubles its input.
-#[activity]
-async fn my_activity(params: Double) -> ActivityResult {
-    ActivityResult::value("result", params.input * 2)
-}
-
-#[derive(serde::Deserialize)]
-struct Items {
-    items: Vec<String>,
-}
-
-/// Uppercases a list of strings.
-#[activity]
-async fn process_data(params: Items, ctx: &ActivityContext) -> ActivityResult {
-    ctx.logger().info(format_args!("processing {} items", params.items.len()));
-    let upper: Vec<String> = params.items.iter().map(|s| s.to_uppercase()).collect();
-    ActivityResult::value("processed", upper)
-}
-
-/// What one demo activity should end with.
+/// One demo activity and the outcome it must have.
 struct Case {
-    label: &'static str,
     activity: NewActivity,
-    expect: fn(&Outcome) -> bool,
+    expect: Box<dyn Fn(&Outcome) -> bool>,
 }
 
-fn cases() -> Vec<Case> {
+fn completed(check: impl Fn(&serde_json::Map<String, Value>) -> bool + 'static) -> Box<dyn Fn(&Outcome) -> bool> {
+    Box::new(move |o| o.completed().is_some_and(|c| check(&c.output)))
+}
+
+fn failed(code: &'static str, retryable: bool) -> Box<dyn Fn(&Outcome) -> bool> {
+    Box::new(move |o| o.failed().is_some_and(|f| f.code == code && f.retryable == retryable))
+}
+
+fn case(name: &str, params: Value, expect: Box<dyn Fn(&Outcome) -> bool>) -> Case {
+    // One attempt each, so failures show at once instead of after the server's retries.
+    let activity = NewActivity::new("rust", name).params(params).retry(RetrySettings::attempts(1));
+    Case { activity, expect }
+}
+
+fn cases(api_url: &str, input_file: &str) -> Vec<Case> {
     vec![
+        case("my_activity", json!({"input": 21}), completed(|o| o["result"] == 42)),
+        case(
+            "process_data",
+            json!({"items": ["hello", "world"]}),
+            completed(|o| o["processed"] == json!(["HELLO", "WORLD"])),
+        ),
+        case("custom_name", json!({"anything": true}), completed(|o| o["output"] == "done")),
+        case(
+            "process_text",
+            json!({"text": "Hola, ¿cómo estás?"}),
+            completed(|o| o["language"] == "es" && o["truncated"] == false),
+        ),
+        case("single_value", json!({"text": "hello"}), completed(|o| o["length"] == 5)),
+        case(
+            "multiple_outputs",
+            json!({"text": "the quick brown fox"}),
+            completed(|o| o["summary"] == "4 words" && o["count"] == 4),
+        ),
         Case {
-            label: "my_activity {input: 21}",
-            activity: NewActivity::new("rust", "my_activity").params(json!({"input": 21})),
-            expect: |o| o.completed().is_some_and(|c| c.output["result"] == 42),
+            activity: NewActivity::new("rust", "with_cost").params(json!({"text": "summarize me"})),
+            expect: Box::new(|o| {
+                o.completed().is_some_and(|c| c.cost_usd == Some(Decimal::new(15, 3)) && c.usage.len() == 1)
+            }),
         },
+        case("validate_input", json!({"text": ""}), failed("VALIDATION_ERROR", false)),
+        case("returns_error", json!({"text": "ok"}), failed("UPSTREAM_UNAVAILABLE", true)),
+        case("parse_number", json!({"value": "twelve"}), failed("EXECUTION_ERROR", true)),
+        case("log_levels", json!({}), completed(|o| o["logged"] == 5)),
+        case("long_running", json!({"items": 25}), completed(|o| o["processed"] == 25)),
+        case("show_ids", json!({}), completed(|o| o["activity_key"] == "show_ids")),
+        case(
+            "process_file",
+            json!({"input": input_file}),
+            completed(|o| {
+                o["lines"] == 2 && o["result.txt"].as_str().is_some_and(|r| r.ends_with("/process_file/result.txt"))
+            }),
+        ),
+        case(
+            "analyze_text",
+            json!({"text": "I love this great product, but the delivery was terrible."}),
+            completed(|o| o["sentiment"] == "positive"),
+        ),
         Case {
-            label: "process_data {items: [a, b, c]}",
-            activity: NewActivity::new("rust", "process_data").params(json!({"items": ["a", "b", "c"]})),
-            expect: |o| o.completed().is_some_and(|c| c.output["processed"] == json!(["A", "B", "C"])),
+            activity: NewActivity::new("rust", "call_external_api").params(json!({"url": format!("{api_url}/quote")})),
+            expect: Box::new(|o| {
+                o.completed()
+                    .is_some_and(|c| c.output["data"]["quote"].is_string() && c.cost_usd == Some(Decimal::new(1, 3)))
+            }),
         },
-        Case {
-            label: "my_activity {input: \"x\"} (bad parameters)",
-            activity: NewActivity::new("rust", "my_activity").params(json!({"input": "x"})),
-            expect: |o| o.failed().is_some_and(|f| f.code == "INVALID_PARAMETERS" && !f.retryable),
-        },
-        Case {
-            label: "translate (not registered)",
-            activity: NewActivity::new("rust", "translate").retry(RetrySettings::attempts(1)),
-            expect: |o| o.failed().is_some_and(|f| f.code == "ACTIVITY_NOT_FOUND"),
-        },
+        case(
+            "batch_process",
+            json!({"items": (1..=120).collect::<Vec<i64>>()}),
+            completed(|o| o["total"] == 7260 && o["batches"] == 3),
+        ),
+        case("my_activity", json!({"input": "twenty-one"}), failed("INVALID_PARAMETERS", false)),
     ]
 }
 
-fn describe(outcome: &Outcome) -> (String, String) {
+fn registry(worker: &str) -> ActivityRegistry {
+    let mut registry = ActivityRegistry::new();
+    quickstart::register(&mut registry, worker);
+    decorators::register(&mut registry, worker);
+    class_based::register(&mut registry, worker);
+    results::register(&mut registry, worker);
+    context::register(&mut registry, worker);
+    files::register(&mut registry, worker);
+    complete::register(&mut registry, worker);
+    registry
+}
+
+fn describe(outcome: &Outcome) -> (String, String, String) {
+    let shorten =
+        |s: String| if s.chars().count() > 80 { format!("{}…", s.chars().take(79).collect::<String>()) } else { s };
     match outcome {
-        Outcome::Completed(c) => ("completed".to_owned(), Value::Object(c.output.clone()).to_string()),
-        Outcome::Failed(f) => (format!("failed {}", f.code), f.message.clone()),
+        Outcome::Completed(c) => (
+            "completed".to_owned(),
+            c.cost_usd.map(|d| format!("${d}")).unwrap_or_default(),
+            shorten(Value::Object(c.output.clone()).to_string()),
+        ),
+        Outcome::Failed(f) => (
+            format!("failed {}", f.code),
+            f.cost_usd.map(|d| format!("${d}")).unwrap_or_default(),
+            shorten(format!("{} ({})", f.message, if f.retryable { "retryable" } else { "terminal" })),
+        ),
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let server = FakeServer::start().await;
-    let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
-    let mut registry = ActivityRegistry::new();
-    registry.register(my_activity, &config.worker).register(process_data, &config.worker);
-    println!("fake server at {}; worker polling for {:?}\n", server.url(), registry.activity_types());
+    let api_url = match complete::start_local_api().await {
+        Ok(url) => url,
+        Err(error) => {
+            eprintln!("cannot start the local API the demo calls: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workflow_id = uuid::Uuid::now_v7();
+    server.seed_file(workflow_id, "upstream", "input.txt", b"first line\nsecond line\n", Some("text/plain"));
+    let input_file = format!("postgres://{workflow_id}/upstream/input.txt");
 
-    let cases: Vec<(Case, uuid::Uuid)> = cases()
+    let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
+    let registry = registry(&config.worker);
+    println!("fake server at {}; worker registered {} activities\n", server.url(), registry.len());
+    let cases: Vec<(Case, uuid::Uuid)> = cases(&api_url, &input_file)
         .into_iter()
         .map(|case| {
             let id = server.enqueue(case.activity.clone());
@@ -103,25 +160,31 @@ async fn main() -> ExitCode {
     let stopped = worker.await;
 
     let mut all_as_expected = true;
-    println!("{:<45} {:<28} {:<4} output / error", "activity", "outcome", "ok");
+    println!("{:<20} {:<30} {:<8} {:<3} output / error", "activity", "outcome", "cost", "ok");
     for (case, id) in &cases {
         let outcome = server.activity(*id).and_then(|a| a.outcome).expect("every activity settled");
         let ok = (case.expect)(&outcome);
         all_as_expected &= ok;
-        let (status, detail) = describe(&outcome);
-        println!("{:<45} {:<28} {:<4} {detail}", case.label, status, if ok { "yes" } else { "NO" });
+        let (status, cost, detail) = describe(&outcome);
+        println!(
+            "{:<20} {status:<30} {cost:<8} {:<3} {detail}",
+            case.activity.activity_name,
+            if ok { "yes" } else { "NO" }
+        );
     }
+    let stored = server.files().iter().any(|f| f.filename == "result.txt");
+    println!("\nfile output stored by the fake server: {}", if stored { "result.txt" } else { "MISSING" });
     match stopped {
-        Ok(Ok(())) if all_as_expected => {
-            println!("\nevery activity ended as expected");
+        Ok(Ok(())) if all_as_expected && stored => {
+            println!("every activity ended as expected");
             ExitCode::SUCCESS
         }
         Ok(Ok(())) => {
-            println!("\nsome activities did not end as expected");
+            println!("some activities did not end as expected");
             ExitCode::FAILURE
         }
         other => {
-            println!("\nthe worker failed: {other:?}");
+            println!("the worker failed: {other:?}");
             ExitCode::FAILURE
         }
     }
