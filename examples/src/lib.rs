@@ -22,6 +22,7 @@ pub mod config;
 pub mod context;
 pub mod decorators;
 pub mod files;
+pub mod load;
 pub mod quickstart;
 pub mod results;
 

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use activity::{ActivitySnapshot, Completion, Failure, NewActivity, Outcome, RetrySettings, RetryStrategy, Status};
 pub use endpoint::Endpoint;
-pub use faults::Fault;
+pub use faults::{ChaosConfig, Fault};
 pub use files::StoredFile;
 pub use log::RequestRecord;
 pub use state::StreamRecord;
@@ -315,6 +315,16 @@ impl FakeServer {
     /// Removes scheduled faults and latency.
     pub fn clear_faults(&self) {
         self.state.faults.clear();
+    }
+
+    /// Turns random faults on (`Some`) or off (`None`).
+    pub fn set_chaos(&self, chaos: Option<ChaosConfig>) {
+        self.state.faults.set_chaos(chaos);
+    }
+
+    /// Latency spikes added by chaos mode so far.
+    pub fn latency_spikes(&self) -> u64 {
+        self.state.faults.spikes()
     }
 
     /// How many faults of each kind were injected so far.

@@ -16,7 +16,7 @@ pub mod fake;
 mod mock;
 
 pub use fake::{
-    ActivitySnapshot, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity, Outcome,
-    RequestRecord, RetrySettings, RetryStrategy, Status,
+    ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
+    Outcome, RequestRecord, RetrySettings, RetryStrategy, Status,
 };
 pub use mock::{LogLevel, LogLine, MockContext, Upload};

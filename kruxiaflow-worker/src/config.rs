@@ -121,7 +121,7 @@ impl WorkerConfig {
             activity_timeout: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
-            cancellation_grace: Duration::from_secs(5),
+            cancellation_grace: Duration::from_secs(2),
             http_timeout: Duration::from_secs(30),
         }
     }

@@ -344,6 +344,10 @@ pub struct ActivitySnapshot {
     pub failures: Vec<Failure>,
     /// The terminal outcome, once there is one.
     pub outcome: Option<Outcome>,
+    /// Wall-clock time it was enqueued, in microseconds since the Unix epoch.
+    pub enqueued_at_us: u64,
+    /// Wall-clock time it settled (completed or failed terminally), likewise.
+    pub settled_at_us: Option<u64>,
 }
 
 mod secs_f64 {

@@ -4,6 +4,7 @@
 //! | Route | Does |
 //! |---|---|
 //! | `POST /_fake/activities` | enqueue (body: [`NewActivity`](super::NewActivity) JSON; `worker` and `activity_name` at least) → `201 {"activity_id": ...}` |
+//! | `POST /_fake/activities/batch` | enqueue `{"activity": NewActivity, "count": n}` → `201 {"count": n}` |
 //! | `GET /_fake/activities` | every activity with its status and outcome |
 //! | `GET /_fake/activities/{id}` | one activity |
 //! | `GET /_fake/requests` | the request log |
@@ -26,6 +27,7 @@ use super::state::ServerState;
 pub(crate) fn router() -> Router<Arc<ServerState>> {
     Router::new()
         .route("/_fake/activities", post(enqueue).get(list))
+        .route("/_fake/activities/batch", post(enqueue_batch))
         .route("/_fake/activities/{id}", get(show))
         .route("/_fake/requests", get(requests))
         .route("/_fake/files", get(files))
@@ -36,6 +38,22 @@ async fn enqueue(State(state): State<Arc<ServerState>>, Json(new): Json<NewActiv
     let now = state.clock.now();
     let id = state.with_queue(|q| q.enqueue(new, now));
     (StatusCode::CREATED, Json(json!({"activity_id": id}))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Batch {
+    activity: NewActivity,
+    count: usize,
+}
+
+async fn enqueue_batch(State(state): State<Arc<ServerState>>, Json(batch): Json<Batch>) -> Response {
+    let now = state.clock.now();
+    state.with_queue(|q| {
+        for _ in 0..batch.count {
+            q.enqueue(batch.activity.clone(), now);
+        }
+    });
+    (StatusCode::CREATED, Json(json!({"count": batch.count}))).into_response()
 }
 
 async fn list(State(state): State<Arc<ServerState>>) -> Response {

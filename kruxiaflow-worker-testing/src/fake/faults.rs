@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,11 +29,43 @@ pub enum Fault {
     TruncateBody,
 }
 
+/// Random faults on every endpoint, drawn from a seeded generator so that a run can be
+/// replayed. Scripted faults ([`FakeServer::inject`](super::FakeServer::inject)) still
+/// come first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChaosConfig {
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Share of requests answered 500 or 503 without being applied.
+    pub error_rate: f64,
+    /// Share of requests applied and then left unanswered (the connection drops).
+    pub drop_after_commit_rate: f64,
+    /// Share of requests delayed by a spike of up to `latency_spike_max`.
+    pub latency_spike_rate: f64,
+    /// Longest latency spike.
+    pub latency_spike_max: Duration,
+}
+
+impl ChaosConfig {
+    /// 5% 500/503, 2% dropped after commit, 1% spikes of up to 2 s.
+    pub fn standard(seed: u64) -> Self {
+        Self {
+            seed,
+            error_rate: 0.05,
+            drop_after_commit_rate: 0.02,
+            latency_spike_rate: 0.01,
+            latency_spike_max: Duration::from_secs(2),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Faults {
     scripted: Mutex<HashMap<Endpoint, VecDeque<Fault>>>,
     latency: Mutex<HashMap<Endpoint, Duration>>,
     injected: Mutex<HashMap<Fault, u64>>,
+    chaos: Mutex<Option<(ChaosConfig, fastrand::Rng)>>,
+    spikes: AtomicU64,
 }
 
 impl Faults {
@@ -47,20 +80,54 @@ impl Faults {
         lock(&self.latency).clear();
     }
 
-    /// The fault for this request, if any is scheduled.
+    /// The fault for this request: a scripted one, else a random one in chaos mode.
     pub(crate) fn next(&self, endpoint: Endpoint) -> Option<Fault> {
-        let fault = lock(&self.scripted).get_mut(&endpoint).and_then(VecDeque::pop_front)?;
+        let scripted = lock(&self.scripted).get_mut(&endpoint).and_then(VecDeque::pop_front);
+        let fault = scripted.or_else(|| self.chaos_fault(endpoint))?;
         *lock(&self.injected).entry(fault).or_default() += 1;
         Some(fault)
+    }
+
+    fn chaos_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        let mut chaos = lock(&self.chaos);
+        let (config, rng) = chaos.as_mut()?;
+        let roll = rng.f64();
+        if roll < config.error_rate {
+            return Some(Fault::Status(if rng.bool() { 500 } else { 503 }));
+        }
+        let commits = matches!(endpoint, Endpoint::Poll | Endpoint::Heartbeat | Endpoint::Complete | Endpoint::Fail);
+        (commits && roll < config.error_rate + config.drop_after_commit_rate).then_some(Fault::DropAfterCommit)
+    }
+
+    pub(crate) fn set_chaos(&self, config: Option<ChaosConfig>) {
+        *lock(&self.chaos) = config.map(|c| (c, fastrand::Rng::with_seed(c.seed)));
+    }
+
+    /// Latency spikes added so far in chaos mode.
+    pub(crate) fn spikes(&self) -> u64 {
+        self.spikes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
         lock(&self.latency).insert(endpoint, latency);
     }
 
+    /// The configured latency of `endpoint`, plus a random spike in chaos mode.
     pub(crate) fn latency(&self, endpoint: Endpoint) -> Option<Duration> {
-        let latency = lock(&self.latency);
-        latency.get(&endpoint).or_else(|| latency.get(&Endpoint::Any)).copied()
+        let configured = {
+            let latency = lock(&self.latency);
+            latency.get(&endpoint).or_else(|| latency.get(&Endpoint::Any)).copied()
+        };
+        let spike = lock(&self.chaos).as_mut().and_then(|(config, rng)| {
+            (rng.f64() < config.latency_spike_rate).then(|| config.latency_spike_max.mul_f64(rng.f64()))
+        });
+        if spike.is_some() {
+            self.spikes.fetch_add(1, Ordering::Relaxed);
+        }
+        match (configured, spike) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+        }
     }
 
     pub(crate) fn injected(&self) -> HashMap<Fault, u64> {

@@ -34,8 +34,8 @@ pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request
         tokio::time::sleep(latency).await;
     }
     let mut fault = None;
-    let response = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
-        refused
+    let (response, claimed) = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
+        (refused, Vec::new())
     } else {
         fault = if endpoint.is_protected() || endpoint == Endpoint::Token { state.faults.next(endpoint) } else { None };
         apply(fault, request, next).await
@@ -55,9 +55,18 @@ pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request
         body,
         status,
         fault,
+        claimed,
         at,
     });
     response
+}
+
+/// Attached by the poll handler to its response: which activities it claimed.
+#[derive(Clone)]
+pub(crate) struct Claimed(pub(crate) Vec<uuid::Uuid>);
+
+fn claimed(response: &Response) -> Vec<uuid::Uuid> {
+    response.extensions().get::<Claimed>().map(|c| c.0.clone()).unwrap_or_default()
 }
 
 /// Authentication runs before the shutdown check, as on the real server.
@@ -72,26 +81,33 @@ fn admit(state: &ServerState, endpoint: Endpoint, authorization: Option<&str>) -
     Ok(())
 }
 
-async fn apply(fault: Option<Fault>, request: Request, next: Next) -> Response {
+/// Runs the request (or not) as the fault says; also returns what a poll claimed.
+async fn apply(fault: Option<Fault>, request: Request, next: Next) -> (Response, Vec<uuid::Uuid>) {
+    let refused = |response| (response, Vec::new());
     match fault {
-        None => next.run(request).await,
-        Some(Fault::Status(status)) => {
-            envelope::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        None => {
+            let response = next.run(request).await;
+            let claimed = claimed(&response);
+            (response, claimed)
         }
-        Some(Fault::ShuttingDown) => envelope::shutting_down(),
-        Some(Fault::DropBeforeCommit) => dropped_connection(),
+        Some(Fault::Status(status)) => {
+            refused(envelope::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)))
+        }
+        Some(Fault::ShuttingDown) => refused(envelope::shutting_down()),
+        Some(Fault::DropBeforeCommit) => refused(dropped_connection()),
         Some(Fault::ErrorAfterCommit) => {
-            drop(next.run(request).await);
-            envelope::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+            let claimed = claimed(&next.run(request).await);
+            (envelope::for_status(StatusCode::INTERNAL_SERVER_ERROR), claimed)
         }
         Some(Fault::DropAfterCommit) => {
-            drop(next.run(request).await);
-            dropped_connection()
+            let claimed = claimed(&next.run(request).await);
+            (dropped_connection(), claimed)
         }
-        Some(Fault::TruncateBody) => truncate(next.run(request).await).await,
-        // Faults added later default to behaving like a dropped connection.
-        #[allow(unreachable_patterns)]
-        Some(_) => dropped_connection(),
+        Some(Fault::TruncateBody) => {
+            let response = next.run(request).await;
+            let claimed = claimed(&response);
+            (truncate(response).await, claimed)
+        }
     }
 }
 

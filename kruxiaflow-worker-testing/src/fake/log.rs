@@ -31,6 +31,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// The fault injected into this request, if any.
     pub fault: Option<Fault>,
+    /// For polls: the activities the server claimed (even when the answer was lost).
+    pub claimed: Vec<Uuid>,
     /// When the request arrived.
     #[serde(skip)]
     pub at: Instant,

@@ -30,6 +30,14 @@ pub(crate) struct Row {
     pub(crate) claims: u32,
     pub(crate) failures: Vec<Failure>,
     pub(crate) outcome: Option<Outcome>,
+    pub(crate) enqueued_at_us: u64,
+    pub(crate) settled_at_us: Option<u64>,
+}
+
+/// Wall-clock microseconds since the Unix epoch (the fake's clock offset is for leases
+/// and backoffs; these stamps are for measuring latency across processes).
+pub(crate) fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Row {
@@ -72,6 +80,8 @@ impl Row {
             claims: self.claims,
             failures: self.failures.clone(),
             outcome: self.outcome.clone(),
+            enqueued_at_us: self.enqueued_at_us,
+            settled_at_us: self.settled_at_us,
         }
     }
 }
@@ -135,6 +145,8 @@ impl Queue {
             claims: 0,
             failures: Vec::new(),
             outcome: None,
+            enqueued_at_us: unix_micros(),
+            settled_at_us: None,
             new,
         };
         self.index_pending(&row);
@@ -166,6 +178,9 @@ impl Queue {
             }
         }
         row.status = status;
+        if status.is_finished() && row.settled_at_us.is_none() {
+            row.settled_at_us = Some(unix_micros());
+        }
         if claimed_by.is_some() || status == Status::Pending {
             row.claimed_by = claimed_by;
         }

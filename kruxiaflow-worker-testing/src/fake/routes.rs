@@ -77,8 +77,11 @@ async fn poll(State(state): State<Arc<ServerState>>, Json(body): Json<PollBody>)
     errors.into_result()?;
     let now = state.clock.now();
     let items = state.with_queue(|q| q.poll(&body.worker, &body.worker_id, body.max_activities as usize, now));
+    let ids = items.iter().filter_map(|i| i["activity_id"].as_str()).filter_map(|s| s.parse().ok()).collect();
     let count = items.len();
-    Ok(Json(json!({"activities": items, "count": count})).into_response())
+    let mut response = Json(json!({"activities": items, "count": count})).into_response();
+    response.extensions_mut().insert(gate::Claimed(ids));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

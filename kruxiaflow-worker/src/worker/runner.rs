@@ -46,7 +46,12 @@ pub(super) async fn run(
         match outcome {
             Some(outcome) => {
                 let report = Report::from_outcome(&shared.config.worker_id, outcome, ctx.take_spend());
-                delivery::deliver(&shared.client, ctx.activity_id(), report).await;
+                // A heartbeat 409 while the report is being retried means the report
+                // never committed and never will: the activity is someone else's now.
+                tokio::select! {
+                    () = delivery::deliver(&shared.client, ctx.activity_id(), report) => {}
+                    () = lease_lost(&ctx) => tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again"),
+                }
             }
             None => tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported"),
         }
@@ -56,6 +61,14 @@ pub(super) async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// Resolves when the activity's lease is lost; never for other cancellations, whose
+/// reports must still be delivered.
+async fn lease_lost(ctx: &ActivityContext) {
+    if ctx.cancelled().await != CancelReason::LeaseLost {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Runs the handler. `None` means the attempt must not be reported (lease lost).

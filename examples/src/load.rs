@@ -1,0 +1,115 @@
+//! Activities for the benchmark and the soak tests, and the worker process that runs
+//! them (`load_worker`, or `bench --worker`).
+
+use std::time::Duration;
+
+use kruxiaflow_worker::prelude::*;
+
+/// Wall-clock microseconds since the Unix epoch, comparable across processes.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Does nothing; reports when its handler started and ended, for latency figures.
+#[activity]
+pub async fn noop() -> ActivityResult {
+    let started_us = unix_micros();
+    ActivityResult::values(vec![
+        ActivityOutput::value("started_us", started_us),
+        ActivityOutput::value("ended_us", unix_micros()),
+    ])
+}
+
+/// Parameters of [`nap`].
+#[derive(Debug, serde::Deserialize)]
+pub struct Nap {
+    /// How long to sleep, in milliseconds.
+    pub ms: u64,
+}
+
+/// Sleeps, then completes.
+#[activity]
+pub async fn nap(params: Nap) -> ActivityResult {
+    tokio::time::sleep(Duration::from_millis(params.ms)).await;
+    ActivityResult::value("slept_ms", params.ms)
+}
+
+/// Parameters of [`copy_file`].
+#[derive(Debug, serde::Deserialize)]
+pub struct CopyFile {
+    /// The file to copy.
+    pub input: String,
+}
+
+/// Downloads a file and uploads it again as `copy.bin`.
+#[activity]
+pub async fn copy_file(params: CopyFile, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+    let path = ctx.download_file(&params.input).await?;
+    Ok(ActivityResult::empty().with_output(ctx.file_output("copy.bin", &path).await?))
+}
+
+/// Parameters of [`soak`].
+#[derive(Debug, serde::Deserialize)]
+pub struct Soak {
+    /// Input; the output is `2 × n`.
+    pub n: i64,
+    /// Milliseconds of work, in 10 ms steps that stop when cancelled.
+    pub work_ms: u64,
+}
+
+/// Works for a while (stopping when cancelled) and returns a value derived from its
+/// input, so a test can check every completion is the exact expected one.
+#[activity]
+pub async fn soak(params: Soak, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+    let mut left = params.work_ms;
+    while left > 0 {
+        if let Some(reason) = ctx.cancel_reason() {
+            return Err(ActivityError::retryable("CANCELLED", format!("stopped: {reason}")));
+        }
+        let step = left.min(10);
+        tokio::time::sleep(Duration::from_millis(step)).await;
+        left -= step;
+    }
+    Ok(ActivityResult::value("double", params.n * 2))
+}
+
+/// Registers the load activities under `worker`.
+pub fn register(registry: &mut ActivityRegistry, worker: &str) {
+    registry.register(noop, worker).register(nap, worker).register(copy_file, worker).register(soak, worker);
+}
+
+/// Runs the load activities as a worker configured from the environment, logging
+/// warnings only (logging every activity would measure the logger).
+pub async fn run_worker() -> Result<(), WorkerError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = WorkerConfig::from_env()?;
+    let mut registry = ActivityRegistry::new();
+    register(&mut registry, &config.worker);
+    WorkerManager::new(config, registry).run_until_shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kruxiaflow_worker_testing::MockContext;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn soak_returns_twice_its_input_and_stops_when_cancelled() {
+        let result = MockContext::new("rust", "soak").run(&soak, json!({"n": 21, "work_ms": 20})).await.unwrap();
+        assert_eq!(result.output("double"), Some(&json!(42)));
+        let mock = MockContext::new("rust", "soak").cancel_after(Duration::from_millis(30));
+        let error = mock.run(&soak, json!({"n": 1, "work_ms": 10_000})).await.unwrap_err();
+        assert_eq!(error.code(), "CANCELLED");
+    }
+
+    #[tokio::test]
+    async fn noop_reports_ordered_timestamps() {
+        let result = MockContext::new("rust", "noop").run(&noop, json!({})).await.unwrap();
+        let started = result.output("started_us").unwrap().as_u64().unwrap();
+        assert!(result.output("ended_us").unwrap().as_u64().unwrap() >= started);
+    }
+}
