@@ -7,6 +7,7 @@
 //! | `POST /_fake/activities/batch` | enqueue `{"activity": NewActivity, "count": n}` → `201 {"count": n}` |
 //! | `GET /_fake/activities` | every activity with its status and outcome |
 //! | `GET /_fake/activities/{id}` | one activity |
+//! | `GET /_fake/stats` | `{"activities": n, "settled": n, "requests": n}` |
 //! | `GET /_fake/requests` | the request log |
 //! | `GET /_fake/files` | stored files |
 //! | `POST /_fake/sweep` | expire leases now → `{"requeued": n, "timed_out": n}` |
@@ -29,6 +30,7 @@ pub(crate) fn router() -> Router<Arc<ServerState>> {
         .route("/_fake/activities", post(enqueue).get(list))
         .route("/_fake/activities/batch", post(enqueue_batch))
         .route("/_fake/activities/{id}", get(show))
+        .route("/_fake/stats", get(stats))
         .route("/_fake/requests", get(requests))
         .route("/_fake/files", get(files))
         .route("/_fake/sweep", post(sweep))
@@ -67,6 +69,12 @@ async fn show(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Re
             super::envelope::error(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Not found: Activity '{id}' not found"))
         }
     }
+}
+
+async fn stats(State(state): State<Arc<ServerState>>) -> Response {
+    let (activities, unsettled) = state.read_queue(|q| (q.len(), q.unsettled().len()));
+    let requests = state.log.len();
+    Json(json!({"activities": activities, "settled": activities - unsettled, "requests": requests})).into_response()
 }
 
 async fn requests(State(state): State<Arc<ServerState>>) -> Response {

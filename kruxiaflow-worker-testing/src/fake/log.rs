@@ -54,6 +54,10 @@ impl RequestLog {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub(crate) fn clear(&self) {
         self.records.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }

@@ -387,6 +387,10 @@ impl Queue {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     pub(crate) fn max_running(&self, worker_id: &str) -> usize {
         self.max_running_by_worker_id.get(worker_id).copied().unwrap_or(0)
     }

@@ -1,0 +1,234 @@
+//! The benchmark: a worker process against the `kruxiaflow-fake-server` process, each
+//! measured apart through `/proc`.
+//!
+//! ```text
+//! cargo run --release -p kruxiaflow-worker-examples --bin bench -- [--runs 3] [--quick] [--csv bench.csv]
+//! ```
+//!
+//! Scenarios: (a) 20,000 no-op activities at concurrency 16 and 64 (activities/s, time
+//! from handler end to the server recording the completion, and the server's share of
+//! the CPU), with the time from enqueue to handler start measured on an idle worker;
+//! (b) 1,000 activities sleeping 1 s at concurrency 1,000 (RSS per in-flight activity);
+//! (c) worker CPU per no-op activity; (d) a 1 GiB file downloaded and uploaded again.
+//! Every figure is the median of `--runs` runs. `--quick` uses small sizes and one run.
+#![forbid(unsafe_code)]
+
+mod procs;
+mod scenarios;
+
+use std::process::ExitCode;
+
+struct Options {
+    runs: usize,
+    quick: bool,
+    csv: String,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options = Options { runs: 3, quick: false, csv: "bench.csv".to_owned() };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => {
+                let raw = args.next().ok_or("--runs needs a number")?;
+                options.runs = raw
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("--runs must be a positive number, got {raw:?}"))?;
+            }
+            "--quick" => options.quick = true,
+            "--csv" => options.csv = args.next().ok_or("--csv needs a path")?,
+            other => return Err(format!("unknown argument {other:?}; usage: bench [--runs N] [--quick] [--csv PATH]")),
+        }
+    }
+    if options.quick {
+        options.runs = 1;
+    }
+    Ok(options)
+}
+
+/// One row of the report: a figure, its unit, and the goal it is measured against.
+struct Row {
+    scenario: &'static str,
+    metric: String,
+    value: f64,
+    unit: &'static str,
+    goal: &'static str,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn measure(options: &Options) -> Result<Vec<Row>, String> {
+    let (noops, naps, file_mib, pings) =
+        if options.quick { (2_000, 200, 64, 100) } else { (20_000, 1_000, 1_024, 300) };
+    let mut rows = Vec::new();
+    for concurrency in [16, 64] {
+        let mut runs = Vec::new();
+        for _ in 0..options.runs {
+            runs.push(scenarios::throughput(noops, concurrency).await?);
+        }
+        let label = |what: &str| format!("{noops} no-ops, concurrency {concurrency}: {what}");
+        let pick = |f: fn(&scenarios::Throughput) -> f64| median(runs.iter().map(f).collect());
+        rows.push(Row {
+            scenario: "a",
+            metric: label("throughput"),
+            value: pick(|t| t.per_second),
+            unit: "activities/s",
+            goal: ">= 5000",
+        });
+        rows.push(Row {
+            scenario: "a",
+            metric: label("handler end -> completion recorded, p50"),
+            value: pick(|t| t.report_p50_ms),
+            unit: "ms",
+            goal: "",
+        });
+        rows.push(Row {
+            scenario: "a",
+            metric: label("handler end -> completion recorded, p99"),
+            value: pick(|t| t.report_p99_ms),
+            unit: "ms",
+            goal: "",
+        });
+        rows.push(Row {
+            scenario: "c",
+            metric: label("worker CPU per activity"),
+            value: pick(|t| t.worker_cpu_us_per_activity),
+            unit: "us",
+            goal: "<= 30",
+        });
+        rows.push(Row {
+            scenario: "a",
+            metric: label("fake server's share of CPU"),
+            value: pick(|t| t.server_cpu_share * 100.0),
+            unit: "%",
+            goal: "",
+        });
+    }
+    let mut latencies = Vec::new();
+    for _ in 0..options.runs {
+        latencies.push(scenarios::latency(pings).await?);
+    }
+    let label = |what: &str| format!("{pings} no-ops, one every 13 ms, idle worker: {what}");
+    rows.push(Row {
+        scenario: "a",
+        metric: label("enqueue -> handler start, p50"),
+        value: median(latencies.iter().map(|l| l.start_p50_ms).collect()),
+        unit: "ms",
+        goal: "<= 52 (poll interval / 2 + 2)",
+    });
+    rows.push(Row {
+        scenario: "a",
+        metric: label("enqueue -> handler start, p99"),
+        value: median(latencies.iter().map(|l| l.start_p99_ms).collect()),
+        unit: "ms",
+        goal: "",
+    });
+    let mut memories = Vec::new();
+    for _ in 0..options.runs {
+        memories.push(scenarios::memory(naps).await?);
+    }
+    let label = |what: &str| format!("{naps} activities sleeping 1 s at once: {what}");
+    rows.push(Row {
+        scenario: "b",
+        metric: label("worker RSS idle"),
+        value: median(memories.iter().map(|m| m.idle_kib as f64 / 1024.0).collect()),
+        unit: "MiB",
+        goal: "",
+    });
+    rows.push(Row {
+        scenario: "b",
+        metric: label("worker peak RSS"),
+        value: median(memories.iter().map(|m| m.peak_kib as f64 / 1024.0).collect()),
+        unit: "MiB",
+        goal: "",
+    });
+    rows.push(Row {
+        scenario: "b",
+        metric: label("RSS per in-flight activity"),
+        value: median(memories.iter().map(|m| m.per_in_flight_kib).collect()),
+        unit: "KiB",
+        goal: "<= 16",
+    });
+    let mut transfers = Vec::new();
+    for _ in 0..options.runs {
+        transfers.push(scenarios::files(file_mib).await?);
+    }
+    let label = |what: &str| format!("{file_mib} MiB file downloaded then uploaded: {what}");
+    rows.push(Row {
+        scenario: "d",
+        metric: label("throughput"),
+        value: median(transfers.iter().map(|f| f.mb_per_s).collect()),
+        unit: "MB/s",
+        goal: ">= 200",
+    });
+    rows.push(Row {
+        scenario: "d",
+        metric: label("worker peak RSS growth"),
+        value: median(transfers.iter().map(|f| f.rss_growth_mib).collect()),
+        unit: "MiB",
+        goal: "flat",
+    });
+    Ok(rows)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU");
+    format!("{cores} cores, {}", model.trim())
+}
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--worker") {
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        return match runtime.block_on(kruxiaflow_worker_examples::load::run_worker()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = match parse() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let rows = match runtime.block_on(measure(&options)) {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("benchmark failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let machine = machine();
+    println!("machine: {machine}; median of {} run(s)\n", options.runs);
+    println!("| scenario | measurement | value | unit | goal |");
+    println!("|---|---|---:|---|---|");
+    let mut csv = String::from("machine,runs,scenario,measurement,value,unit,goal\n");
+    for row in &rows {
+        println!("| {} | {} | {:.1} | {} | {} |", row.scenario, row.metric, row.value, row.unit, row.goal);
+        csv.push_str(&format!(
+            "\"{machine}\",{},{},\"{}\",{:.3},{},\"{}\"\n",
+            options.runs, row.scenario, row.metric, row.value, row.unit, row.goal
+        ));
+    }
+    if let Err(error) = std::fs::write(&options.csv, csv) {
+        eprintln!("cannot write {}: {error}", options.csv);
+        return ExitCode::FAILURE;
+    }
+    println!("\nCSV written to {}", options.csv);
+    ExitCode::SUCCESS
+}
