@@ -50,6 +50,7 @@ struct Shared {
     registry: ActivityRegistry,
     retry: RetryPolicy,
     slots: Arc<Semaphore>,
+    report_slots: Semaphore,
     in_flight: Mutex<HashMap<Uuid, ActivityContext>>,
     tasks: TaskTracker,
     phase: watch::Receiver<Phase>,
@@ -108,6 +109,7 @@ impl WorkerManager {
         let client = ApiClient::new(&self.config, self.retry).map_err(|e| WorkerError::HttpClient(e.to_string()))?;
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_concurrent_activities)),
+            report_slots: Semaphore::new(delivery::REPORTS_IN_FLIGHT),
             config: self.config,
             client,
             registry: self.registry,

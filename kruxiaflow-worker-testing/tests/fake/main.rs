@@ -9,4 +9,5 @@ mod files;
 mod matrix;
 mod process;
 mod queue;
+mod streaming;
 mod validation;

@@ -1,15 +1,21 @@
 //! Delivering a report until the server answers definitively.
 
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::client::{ApiClient, ClientError};
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
 
+/// Reports sent at once; more wait for a slot. Without a cap, a burst of activities
+/// finishing together opens one connection per report.
+pub(crate) const REPORTS_IN_FLIGHT: usize = 32;
+
 /// Sends `report`. Transient failures are retried inside the client for as long as it
 /// takes; here the definitive answers are handled. A 422 on a report must not strand
 /// the activity, so the report is re-sent in a form the server accepts.
-pub(crate) async fn deliver(client: &ApiClient, activity_id: Uuid, report: Report) {
+pub(crate) async fn deliver(client: &ApiClient, slots: &Semaphore, activity_id: Uuid, report: Report) {
+    let _slot = slots.acquire().await.expect("the report semaphore is never closed");
     let Err(error) = send(client, activity_id, &report).await else {
         return;
     };

@@ -36,7 +36,8 @@ pub(super) fn start(shared: &Arc<Shared>, raw: Value, permit: OwnedSemaphorePerm
                 );
                 let shared_for_task = Arc::clone(shared);
                 shared.tasks.spawn(async move {
-                    delivery::deliver(&shared_for_task.client, activity_id, report).await;
+                    let shared = shared_for_task;
+                    delivery::deliver(&shared.client, &shared.report_slots, activity_id, report).await;
                     drop(permit);
                 });
             }

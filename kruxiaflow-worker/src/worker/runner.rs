@@ -35,27 +35,31 @@ pub(super) async fn run(
         activity_name = %info.activity_name,
     );
     async {
-        let keep_alive = tokio::spawn(
-            heartbeat::keep_alive(shared.client.clone(), ctx.clone(), timeouts.heartbeat).in_current_span(),
-        );
-        let outcome = execute(&shared, &ctx, params, timeouts.execution).await;
+        // Polled alongside the handler and then the report, rather than spawned: one
+        // task fewer per activity, and the lease is kept until the report is answered.
+        let keep_alive = heartbeat::keep_alive(shared.client.clone(), ctx.clone(), timeouts.heartbeat);
+        tokio::pin!(keep_alive);
+        let outcome = tokio::select! {
+            outcome = execute(&shared, &ctx, params, timeouts.execution) => outcome,
+            never = &mut keep_alive => match never {},
+        };
         // Uploads happened inside the handler, so its files can go before the report.
         ctx.close_files();
-        // The report goes out while heartbeats continue, so the lease cannot run out
-        // while the report is being retried.
         match outcome {
             Some(outcome) => {
                 let report = Report::from_outcome(&shared.config.worker_id, outcome, ctx.take_spend());
+                // Boxed: the report's HTTP future is large and only needed from here on.
+                let deliver = Box::pin(delivery::deliver(&shared.client, &shared.report_slots, ctx.activity_id(), report));
                 // A heartbeat 409 while the report is being retried means the report
                 // never committed and never will: the activity is someone else's now.
                 tokio::select! {
-                    () = delivery::deliver(&shared.client, ctx.activity_id(), report) => {}
+                    () = deliver => {}
                     () = lease_lost(&ctx) => tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again"),
+                    never = &mut keep_alive => match never {},
                 }
             }
             None => tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported"),
         }
-        keep_alive.abort();
         shared.in_flight().remove(&ctx.activity_id());
         drop(permit);
     }
