@@ -297,6 +297,11 @@ impl FakeServer {
         self.state.read_queue(|q| q.max_running(worker_id))
     }
 
+    /// Ids of every activity running now (cheap: no snapshots are built).
+    pub fn running_activities(&self) -> Vec<Uuid> {
+        self.state.read_queue(Queue::running_ids)
+    }
+
     /// Activities `worker_id` has running now.
     pub fn running_claims(&self, worker_id: &str) -> usize {
         self.state.read_queue(|q| q.running_count(worker_id))

@@ -387,6 +387,10 @@ impl Queue {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
+    pub(crate) fn running_ids(&self) -> Vec<Uuid> {
+        self.running.values().flatten().copied().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
