@@ -132,7 +132,7 @@ impl WorkerConfig {
         self
     }
 
-    /// Reads every `KRUXIAFLOW_*` variable (see [`env`]); unset or empty variables keep
+    /// Reads every `KRUXIAFLOW_*` variable (see [`env`](mod@env)); unset or empty variables keep
     /// their defaults. A bad value is an error naming the variable and the value.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
