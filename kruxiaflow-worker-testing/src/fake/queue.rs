@@ -162,10 +162,10 @@ impl Queue {
     fn transition(&mut self, id: Uuid, status: Status, claimed_by: Option<String>, now: Instant) {
         let row = self.rows.get_mut(&id).expect("transition of a known row");
         let worker = row.new.worker.clone();
-        if row.status == Status::Pending {
-            if let Some(set) = self.pending.get_mut(&worker) {
-                set.remove(&(row.scheduled_for, row.seq, id));
-            }
+        if row.status == Status::Pending
+            && let Some(set) = self.pending.get_mut(&worker)
+        {
+            set.remove(&(row.scheduled_for, row.seq, id));
         }
         if row.status == Status::Running {
             if let Some(set) = self.running.get_mut(&worker) {

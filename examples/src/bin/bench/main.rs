@@ -57,9 +57,25 @@ struct Row {
     goal: &'static str,
 }
 
+fn row(scenario: &'static str, metric: String, value: f64, unit: &'static str, goal: &'static str) -> Row {
+    Row { scenario, metric, value, unit, goal }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Runs a scenario `runs` times.
+async fn repeat<T, F>(runs: usize, mut scenario: impl FnMut() -> F) -> Result<Vec<T>, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let mut results = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        results.push(scenario().await?);
+    }
+    Ok(results)
 }
 
 async fn measure(options: &Options) -> Result<Vec<Row>, String> {
@@ -67,112 +83,52 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
         if options.quick { (2_000, 200, 64, 100) } else { (20_000, 1_000, 1_024, 300) };
     let mut rows = Vec::new();
     for concurrency in [16, 64] {
-        let mut runs = Vec::new();
-        for _ in 0..options.runs {
-            runs.push(scenarios::throughput(noops, concurrency).await?);
-        }
+        let runs = repeat(options.runs, || scenarios::throughput(noops, concurrency)).await?;
         let label = |what: &str| format!("{noops} no-ops, concurrency {concurrency}: {what}");
         let pick = |f: fn(&scenarios::Throughput) -> f64| median(runs.iter().map(f).collect());
-        rows.push(Row {
-            scenario: "a",
-            metric: label("throughput"),
-            value: pick(|t| t.per_second),
-            unit: "activities/s",
-            goal: ">= 5000",
-        });
-        rows.push(Row {
-            scenario: "a",
-            metric: label("handler end -> completion recorded, p50"),
-            value: pick(|t| t.report_p50_ms),
-            unit: "ms",
-            goal: "",
-        });
-        rows.push(Row {
-            scenario: "a",
-            metric: label("handler end -> completion recorded, p99"),
-            value: pick(|t| t.report_p99_ms),
-            unit: "ms",
-            goal: "",
-        });
-        rows.push(Row {
-            scenario: "c",
-            metric: label("worker CPU per activity"),
-            value: pick(|t| t.worker_cpu_us_per_activity),
-            unit: "us",
-            goal: "<= 30",
-        });
-        rows.push(Row {
-            scenario: "a",
-            metric: label("fake server's share of CPU"),
-            value: pick(|t| t.server_cpu_share * 100.0),
-            unit: "%",
-            goal: "",
-        });
+        rows.push(row("a", label("throughput"), pick(|t| t.per_second), "activities/s", ">= 5000"));
+        rows.push(row("a", label("handler end -> completion recorded, p50"), pick(|t| t.report_p50_ms), "ms", ""));
+        rows.push(row("a", label("handler end -> completion recorded, p99"), pick(|t| t.report_p99_ms), "ms", ""));
+        rows.push(row("c", label("worker CPU per activity"), pick(|t| t.worker_cpu_us_per_activity), "us", "<= 30"));
+        rows.push(row("a", label("fake server's share of CPU"), pick(|t| t.server_cpu_share * 100.0), "%", ""));
     }
-    let mut latencies = Vec::new();
-    for _ in 0..options.runs {
-        latencies.push(scenarios::latency(pings).await?);
-    }
+
+    let runs = repeat(options.runs, || scenarios::latency(pings)).await?;
     let label = |what: &str| format!("{pings} no-ops, one every 13 ms, idle worker: {what}");
-    rows.push(Row {
-        scenario: "a",
-        metric: label("enqueue -> handler start, p50"),
-        value: median(latencies.iter().map(|l| l.start_p50_ms).collect()),
-        unit: "ms",
-        goal: "<= 52 (poll interval / 2 + 2)",
-    });
-    rows.push(Row {
-        scenario: "a",
-        metric: label("enqueue -> handler start, p99"),
-        value: median(latencies.iter().map(|l| l.start_p99_ms).collect()),
-        unit: "ms",
-        goal: "",
-    });
-    let mut memories = Vec::new();
-    for _ in 0..options.runs {
-        memories.push(scenarios::memory(naps).await?);
-    }
+    let goal = "<= 52 (poll interval / 2 + 2)";
+    rows.push(row(
+        "a",
+        label("enqueue -> handler start, p50"),
+        median(runs.iter().map(|l| l.start_p50_ms).collect()),
+        "ms",
+        goal,
+    ));
+    rows.push(row(
+        "a",
+        label("enqueue -> handler start, p99"),
+        median(runs.iter().map(|l| l.start_p99_ms).collect()),
+        "ms",
+        "",
+    ));
+
+    let runs = repeat(options.runs, || scenarios::memory(naps)).await?;
     let label = |what: &str| format!("{naps} activities sleeping 1 s at once: {what}");
-    rows.push(Row {
-        scenario: "b",
-        metric: label("worker RSS idle"),
-        value: median(memories.iter().map(|m| m.idle_kib as f64 / 1024.0).collect()),
-        unit: "MiB",
-        goal: "",
-    });
-    rows.push(Row {
-        scenario: "b",
-        metric: label("worker peak RSS"),
-        value: median(memories.iter().map(|m| m.peak_kib as f64 / 1024.0).collect()),
-        unit: "MiB",
-        goal: "",
-    });
-    rows.push(Row {
-        scenario: "b",
-        metric: label("RSS per in-flight activity"),
-        value: median(memories.iter().map(|m| m.per_in_flight_kib).collect()),
-        unit: "KiB",
-        goal: "<= 16",
-    });
-    let mut transfers = Vec::new();
-    for _ in 0..options.runs {
-        transfers.push(scenarios::files(file_mib).await?);
-    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    rows.push(row("b", label("worker RSS idle"), median(runs.iter().map(|m| mib(m.idle_kib)).collect()), "MiB", ""));
+    rows.push(row("b", label("worker peak RSS"), median(runs.iter().map(|m| mib(m.peak_kib)).collect()), "MiB", ""));
+    let per_activity = median(runs.iter().map(|m| m.per_in_flight_kib).collect());
+    rows.push(row("b", label("RSS per in-flight activity"), per_activity, "KiB", "<= 16"));
+
+    let runs = repeat(options.runs, || scenarios::files(file_mib)).await?;
     let label = |what: &str| format!("{file_mib} MiB file downloaded then uploaded: {what}");
-    rows.push(Row {
-        scenario: "d",
-        metric: label("throughput"),
-        value: median(transfers.iter().map(|f| f.mb_per_s).collect()),
-        unit: "MB/s",
-        goal: ">= 200",
-    });
-    rows.push(Row {
-        scenario: "d",
-        metric: label("worker peak RSS growth"),
-        value: median(transfers.iter().map(|f| f.rss_growth_mib).collect()),
-        unit: "MiB",
-        goal: "flat",
-    });
+    rows.push(row("d", label("throughput"), median(runs.iter().map(|f| f.mb_per_s).collect()), "MB/s", ">= 200"));
+    rows.push(row(
+        "d",
+        label("worker peak RSS growth"),
+        median(runs.iter().map(|f| f.rss_growth_mib).collect()),
+        "MiB",
+        "flat",
+    ));
     Ok(rows)
 }
 
