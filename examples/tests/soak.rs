@@ -70,7 +70,7 @@ impl Drop for WorkerProcess {
 }
 
 fn settled(server: &FakeServer) -> usize {
-    server.activities().iter().filter(|a| a.status.is_finished()).count()
+    server.settled_count()
 }
 
 async fn wait_for_settled(server: &FakeServer, count: usize, limit: Duration) {
@@ -110,9 +110,12 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
 
     let (mut restarts, mut expiries, mut reassigned) = (0, 0, HashSet::new());
     let mut next_expiry = Instant::now() + token_expiry_every;
-    while settled(&server) < activities {
-        assert!(started.elapsed() < limit, "only {} of {activities} settled within {limit:?}", settled(&server));
+    loop {
         let done = settled(&server);
+        if done == activities {
+            break;
+        }
+        assert!(started.elapsed() < limit, "only {done} of {activities} settled within {limit:?}");
         if restarts < 2 && done >= activities * (restarts + 1) / 3 {
             server.restart().await;
             restarts += 1;

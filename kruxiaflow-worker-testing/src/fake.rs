@@ -297,6 +297,11 @@ impl FakeServer {
         self.state.read_queue(|q| q.max_running(worker_id))
     }
 
+    /// How many activities are completed or failed terminally (cheap: no snapshots).
+    pub fn settled_count(&self) -> usize {
+        self.state.read_queue(Queue::settled_count)
+    }
+
     /// Ids of every activity running now (cheap: no snapshots are built).
     pub fn running_activities(&self) -> Vec<Uuid> {
         self.state.read_queue(Queue::running_ids)

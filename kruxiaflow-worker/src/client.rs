@@ -76,8 +76,7 @@ impl ApiClient {
     /// Renews the lease on `activity_id`.
     pub async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
         let path = format!("/api/v1/activities/{activity_id}/heartbeat");
-        let body = HeartbeatRequest { worker_id: worker_id.to_owned() };
-        let body = encode(&body);
+        let body = encode(&HeartbeatRequest { worker_id: worker_id.to_owned() });
         self.retry.retry("heartbeat", || self.post_json(&path, body.clone())).await
     }
 

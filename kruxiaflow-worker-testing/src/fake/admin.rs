@@ -72,9 +72,9 @@ async fn show(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Re
 }
 
 async fn stats(State(state): State<Arc<ServerState>>) -> Response {
-    let (activities, unsettled) = state.read_queue(|q| (q.len(), q.unsettled().len()));
+    let (activities, settled) = state.read_queue(|q| (q.len(), q.settled_count()));
     let requests = state.log.len();
-    Json(json!({"activities": activities, "settled": activities - unsettled, "requests": requests})).into_response()
+    Json(json!({"activities": activities, "settled": settled, "requests": requests})).into_response()
 }
 
 async fn requests(State(state): State<Arc<ServerState>>) -> Response {

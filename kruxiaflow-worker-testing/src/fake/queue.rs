@@ -387,6 +387,10 @@ impl Queue {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
+    pub(crate) fn settled_count(&self) -> usize {
+        self.rows.values().filter(|r| r.status.is_finished()).count()
+    }
+
     pub(crate) fn running_ids(&self) -> Vec<Uuid> {
         self.running.values().flatten().copied().collect()
     }
