@@ -235,17 +235,19 @@ impl FakeServer {
         self.wait_until(timeout, || self.state.read_queue(|q| q.outcome(id))).await
     }
 
-    /// Waits until every enqueued activity is completed or failed terminally.
+    /// Waits until every enqueued activity is completed or failed terminally; returns
+    /// each one's id and outcome, in enqueue order.
     ///
     /// # Panics
     /// After [`DEFAULT_WAIT`], listing the activities still open.
-    pub async fn wait_until_idle(&self) {
+    pub async fn wait_until_idle(&self) -> Vec<(Uuid, Outcome)> {
         let settled =
             self.wait_until(DEFAULT_WAIT, || self.state.read_queue(|q| q.unsettled().is_empty().then_some(()))).await;
         if settled.is_none() {
             let open: Vec<_> = self.state.read_queue(|q| q.unsettled());
             panic!("{} activities did not settle within {DEFAULT_WAIT:?}: {open:?}", open.len());
         }
+        self.activities().into_iter().filter_map(|a| Some((a.activity_id, a.outcome?))).collect()
     }
 
     /// Waits up to `timeout` until `check` returns `Some`, re-checking on every change.

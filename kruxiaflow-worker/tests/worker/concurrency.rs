@@ -26,9 +26,11 @@ async fn concurrency_never_exceeds_the_configured_bound_measured_at_the_server()
     let worker_id = config.worker_id.clone();
     let worker = RunningWorker::start(config, registry);
 
-    server.wait_until_idle().await;
+    let outcomes = server.wait_until_idle().await;
     worker.stop().await.unwrap();
 
+    assert_eq!(outcomes.len(), 15);
+    assert!(outcomes.iter().all(|(_, outcome)| outcome.completed().is_some()));
     assert_eq!(server.max_concurrent_claims(&worker_id), 3, "all slots used, never more");
     for poll in server.requests_to(Endpoint::Poll) {
         let asked = poll.body.unwrap()["max_activities"].as_u64().unwrap();
