@@ -407,6 +407,3 @@ impl Queue {
         self.running_by_worker_id.get(worker_id).copied().unwrap_or(0)
     }
 }
-
-#[cfg(test)]
-mod tests;
