@@ -69,13 +69,9 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn settled(server: &FakeServer) -> usize {
-    server.settled_count()
-}
-
 async fn wait_for_settled(server: &FakeServer, count: usize, limit: Duration) {
-    let reached = server.wait_until(limit, || (settled(server) >= count).then_some(())).await;
-    assert!(reached.is_some(), "only {} of {count} settled within {limit:?}", settled(server));
+    let reached = server.wait_until(limit, || (server.settled_count() >= count).then_some(())).await;
+    assert!(reached.is_some(), "only {} of {count} settled within {limit:?}", server.settled_count());
 }
 
 async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Duration) {
@@ -111,7 +107,7 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
     let (mut restarts, mut expiries, mut reassigned) = (0, 0, HashSet::new());
     let mut next_expiry = Instant::now() + token_expiry_every;
     loop {
-        let done = settled(&server);
+        let done = server.settled_count();
         if done == activities {
             break;
         }
@@ -172,7 +168,7 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
         started.elapsed(),
         server.latency_spikes(),
         reassigned.len(),
-        settled(&server),
+        server.settled_count(),
         activities - lost,
     );
     assert_eq!(lost, 0, "completions were lost");

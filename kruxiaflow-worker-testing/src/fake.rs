@@ -241,8 +241,9 @@ impl FakeServer {
     /// # Panics
     /// After [`DEFAULT_WAIT`], listing the activities still open.
     pub async fn wait_until_idle(&self) -> Vec<(Uuid, Outcome)> {
-        let settled =
-            self.wait_until(DEFAULT_WAIT, || self.state.read_queue(|q| q.unsettled().is_empty().then_some(()))).await;
+        let settled = self
+            .wait_until(DEFAULT_WAIT, || self.state.read_queue(|q| (q.settled_count() == q.len()).then_some(())))
+            .await;
         if settled.is_none() {
             let open: Vec<_> = self.state.read_queue(|q| q.unsettled());
             panic!("{} activities did not settle within {DEFAULT_WAIT:?}: {open:?}", open.len());

@@ -28,7 +28,9 @@ use crate::config::is_identifier;
 #[derive(Default, Clone)]
 pub struct ActivityRegistry {
     entries: Vec<Entry>,
-    index: HashMap<(String, String), usize>,
+    /// worker type → activity name → position in `entries`; nested so that dispatch
+    /// looks up by `&str` without allocating.
+    index: HashMap<String, HashMap<String, usize>>,
 }
 
 #[derive(Clone)]
@@ -85,11 +87,11 @@ impl ActivityRegistry {
         if !is_identifier(&name) {
             return Err(RegistryError::InvalidName(name));
         }
-        let key = (worker.to_owned(), name.clone());
-        if self.index.contains_key(&key) {
-            return Err(RegistryError::Duplicate { worker: key.0, name: key.1 });
+        let names = self.index.entry(worker.to_owned()).or_default();
+        if names.contains_key(&name) {
+            return Err(RegistryError::Duplicate { worker: worker.to_owned(), name });
         }
-        self.index.insert(key, self.entries.len());
+        names.insert(name.clone(), self.entries.len());
         self.entries.push(Entry { worker: worker.to_owned(), name, activity: Arc::new(activity) });
         Ok(self)
     }
@@ -121,7 +123,7 @@ impl ActivityRegistry {
     }
 
     pub(crate) fn get(&self, worker: &str, name: &str) -> Option<Arc<dyn DynActivity>> {
-        self.index.get(&(worker.to_owned(), name.to_owned())).map(|&i| Arc::clone(&self.entries[i].activity))
+        self.index.get(worker)?.get(name).map(|&i| Arc::clone(&self.entries[i].activity))
     }
 
     /// Names registered for `worker`, for "not found" messages.

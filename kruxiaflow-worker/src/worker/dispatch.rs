@@ -34,10 +34,9 @@ pub(super) fn start(shared: &Arc<Shared>, raw: Value, permit: OwnedSemaphorePerm
                     )),
                     Spend::default(),
                 );
-                let shared_for_task = Arc::clone(shared);
+                let task_shared = Arc::clone(shared);
                 shared.tasks.spawn(async move {
-                    let shared = shared_for_task;
-                    delivery::deliver(&shared.client, &shared.report_slots, activity_id, report).await;
+                    delivery::deliver(&task_shared.client, &task_shared.report_slots, activity_id, report).await;
                     drop(permit);
                 });
             }
