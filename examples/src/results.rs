@@ -100,7 +100,7 @@ mod tests {
     async fn cost_and_usage_are_reported_with_the_result() {
         let mock = MockContext::new("rust", "with_cost").worker_id("w");
         let outcome = mock.run(&with_cost, json!({"text": "hello"})).await;
-        let body = mock.report(&outcome).to_json();
+        let body = mock.report(&outcome).expect("reported").to_json();
         assert_eq!(body["cost_usd"], "0.015");
         assert_eq!(body["usage"][0]["input_tokens"], 5);
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, Spend};
-use kruxiaflow_worker::error::codes;
+use kruxiaflow_worker::__testing::{Ending, HandlerOutcome, LeaseState, settle};
+use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError, Spend};
 use kruxiaflow_worker::files::{FileReference, codes as file_codes};
 use kruxiaflow_worker::report::Report;
 use kruxiaflow_worker::{
@@ -133,16 +133,10 @@ impl ContextBackend for MockBackend {
         })
     }
 
-    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
         let lost = self.lose_lease_after.is_some_and(|limit| count >= limit);
-        Box::pin(async move {
-            if lost {
-                Err(ActivityError::retryable(codes::LEASE_LOST, "the mock lost the lease after its heartbeat limit"))
-            } else {
-                Ok(())
-            }
-        })
+        Box::pin(async move { if lost { Err(HeartbeatError::LeaseLost) } else { Ok(()) } })
     }
 }
 
@@ -288,10 +282,23 @@ impl MockContext {
         self.context().spend_snapshot()
     }
 
-    /// The report a worker would send for `outcome` (use [`Report::to_json`] for the
-    /// exact body and [`Report::endpoint`] for where it goes).
-    pub fn report(&self, outcome: &Result<ActivityResult, ActivityError>) -> Report {
-        Report::from_outcome(&self.info.worker_id, outcome.clone(), self.spend())
+    /// The report a worker would send for `outcome` returned by this context's run
+    /// (use [`Report::to_json`] for the exact body and [`Report::endpoint`] for where it
+    /// goes), decided by the worker's own settle rule: the context's cancellation and
+    /// spend count as they would in a worker. `None` when the worker would send nothing
+    /// (the lease was lost).
+    pub fn report(&self, outcome: &Result<ActivityResult, ActivityError>) -> Option<Report> {
+        let ctx = self.context();
+        let cancelled = ctx.cancel_reason();
+        let lease = if cancelled == Some(CancelReason::LeaseLost) { LeaseState::Lost } else { LeaseState::Held };
+        let ending = Ending {
+            outcome: HandlerOutcome::Returned(outcome.clone()),
+            cancelled,
+            lease,
+            spend: self.spend(),
+            timeout: None,
+        };
+        settle(&self.info.worker_id, ending).map(|(report, _)| report)
     }
 }
 

@@ -144,7 +144,7 @@ async fn a_panic_becomes_the_retryable_panic_error_a_worker_would_report() {
 async fn report_shows_the_exact_body_the_worker_would_post() {
     let mock = MockContext::new("rust", "long_running").worker_id("worker_7");
     let outcome = mock.run(&LongRunning, items(1)).await;
-    let report = mock.report(&outcome);
+    let report = mock.report(&outcome).expect("reported");
 
     assert_eq!(report.endpoint(), "complete");
     assert_eq!(
@@ -161,7 +161,7 @@ async fn report_shows_the_exact_body_the_worker_would_post() {
     let bad = MockContext::new("rust", "long_running").worker_id("worker_7");
     let outcome = bad.run(&LongRunning, json!({"items": "nope"})).await;
     assert_eq!(
-        bad.report(&outcome).to_json(),
+        bad.report(&outcome).expect("reported").to_json(),
         json!({"worker_id": "worker_7", "error": {
             "code": "INVALID_PARAMETERS",
             "message": "invalid parameters for activity 'rust.long_running' at items: invalid type: string \"nope\", expected a sequence",

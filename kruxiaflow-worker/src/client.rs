@@ -3,141 +3,116 @@
 
 mod auth;
 mod error;
+mod http;
 mod retry;
+mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::config::WorkerConfig;
 use crate::files::FileReference;
-use crate::protocol::{
-    CompleteRequest, FailRequest, FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
-    ReportAck,
-};
+use crate::protocol::{FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, ReportAck};
+use crate::report::Report;
+use crate::text::escape_controls;
 
 use auth::TokenSource;
-pub use error::{ClientError, is_transient_status};
+pub use error::ClientError;
+pub(crate) use http::{HttpCustomizer, build_http};
 pub use retry::RetryPolicy;
 
 /// Talks to one Kruxia Flow API server.
 ///
-/// Polls and heartbeats are retried a bounded number of times; completions and
-/// failures are retried until the server answers definitively, because dropping them
-/// loses work.
+/// A poll is one request (the poller owns its backoff); heartbeats and file transfers
+/// are retried a bounded number of times; reports are retried until the server
+/// answers the report itself, because dropping one loses work.
 #[derive(Clone)]
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     http: reqwest::Client,
     base_url: Arc<str>,
     auth: Option<Arc<TokenSource>>,
     retry: RetryPolicy,
+    /// Limit of one JSON request, and how long a file transfer may make no progress.
+    timeout: Duration,
 }
 
 impl ApiClient {
-    /// A client for `config.api_url`, authenticated when credentials are set.
-    pub fn new(config: &WorkerConfig, retry: RetryPolicy) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .connect_timeout(config.http_timeout.min(std::time::Duration::from_secs(10)))
-            .user_agent(concat!("kruxiaflow-worker-rust/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::transport(&config.api_url, &e))?;
+    /// A client for `config.api_url` over `http`, authenticated when credentials are
+    /// set. Token fetches run on the current runtime and use `http`.
+    pub(crate) fn new(config: &WorkerConfig, retry: RetryPolicy, http: reqwest::Client) -> Self {
         let base_url = config.api_url.trim_end_matches('/');
-        Ok(Self {
+        Self {
+            auth: config
+                .credentials
+                .as_ref()
+                .map(|c| Arc::new(TokenSource::new(base_url, c, http.clone(), config.http_timeout))),
             http,
-            auth: config.credentials.as_ref().map(|c| Arc::new(TokenSource::new(base_url, c))),
             base_url: Arc::from(base_url),
             retry,
-        })
+            timeout: config.http_timeout,
+        }
     }
 
-    /// The API base URL.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// The same server and tokens over another connection pool.
+    pub(crate) fn with_http(&self, http: reqwest::Client) -> Self {
+        Self { http, ..self.clone() }
     }
 
-    /// Claims up to `max_activities` activities. Items come back unparsed, so that a
-    /// malformed one cannot take the others down with it.
-    pub async fn poll(&self, request: &PollRequest) -> Result<Vec<Value>, ClientError> {
-        let response: PollResponse =
-            self.retry.retry("poll", || self.post_json("/api/v1/workers/poll", encode(request))).await?;
+    /// Claims up to `max_activities` activities, once. Items come back unparsed, so
+    /// that a malformed one cannot take the others down with it.
+    pub(crate) async fn poll(&self, request: &PollRequest) -> Result<Vec<Box<RawValue>>, ClientError> {
+        let response: PollResponse = self.post_json("/api/v1/workers/poll", encode(request)).await?;
         Ok(response.activities)
     }
 
     /// Renews the lease on `activity_id`.
-    pub async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
+    pub(crate) async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
         let path = format!("/api/v1/activities/{activity_id}/heartbeat");
         let body = encode(&HeartbeatRequest { worker_id: worker_id.to_owned() });
         self.retry.retry("heartbeat", || self.post_json(&path, body.clone())).await
     }
 
-    /// Reports success; retried until the server answers definitively.
-    pub async fn complete(&self, activity_id: Uuid, body: &CompleteRequest) -> Result<ReportAck, ClientError> {
-        let path = format!("/api/v1/activities/{activity_id}/complete");
-        let body = encode(body);
-        self.retry.retry_forever("completion report", || self.post_json(&path, body.clone())).await
-    }
-
-    /// Reports failure; retried until the server answers definitively.
-    pub async fn fail(&self, activity_id: Uuid, body: &FailRequest) -> Result<ReportAck, ClientError> {
-        let path = format!("/api/v1/activities/{activity_id}/fail");
-        let body = encode(body);
-        self.retry.retry_forever("failure report", || self.post_json(&path, body.clone())).await
+    /// Sends a complete or fail report (already encoded as `body`), again and again
+    /// until the server answers the report itself (see [`ClientError::settles_report`]).
+    /// Callers that must stop earlier drop the future.
+    pub(crate) async fn report(
+        &self,
+        activity_id: Uuid,
+        report: &Report,
+        body: Bytes,
+    ) -> Result<ReportAck, ClientError> {
+        let path = format!("/api/v1/activities/{activity_id}/{}", report.endpoint());
+        let what = format!("{} report", report.endpoint());
+        self.retry.retry_reports(&what, || self.post_json(&path, body.clone())).await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count
-    /// against `Content-Length`. A transfer cut short is retried from the start.
-    pub async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
+    /// against `Content-Length`. A transfer cut short is retried from the start; one
+    /// that stops moving for the HTTP timeout is treated as cut short.
+    pub(crate) async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry("file download", || self.download_once(&url, dest)).await
-    }
-
-    async fn download_once(&self, url: &str, dest: &Path) -> Result<u64, ClientError> {
-        let response = self.send_authenticated(Method::GET, url, &Payload::Empty).await?;
-        let expected = response.content_length();
-        let mut out = tokio::fs::File::create(dest).await.map_err(|e| ClientError::local(dest, &e))?;
-        let mut body = response.bytes_stream();
-        let mut received = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ClientError::transport(url, &e))?;
-            out.write_all(&chunk).await.map_err(|e| ClientError::local(dest, &e))?;
-            received += chunk.len() as u64;
-        }
-        out.flush().await.map_err(|e| ClientError::local(dest, &e))?;
-        match expected {
-            Some(expected) if expected != received => Err(ClientError::Transport {
-                url: url.to_owned(),
-                detail: format!("the body was cut short: received {received} of {expected} bytes"),
-            }),
-            _ => Ok(received),
-        }
+        self.retry.retry("file download", || transfer::download(self, &url, dest)).await
     }
 
     /// Streams `source` to workflow storage as `file` (an upload overwrites, so a retry
     /// from the start is safe).
-    pub async fn upload_from(
+    pub(crate) async fn upload_from(
         &self,
         file: &FileReference,
         source: &Path,
         content_type: &str,
     ) -> Result<FileMetadata, ClientError> {
         let url = self.file_url(file);
-        let payload = Payload::File { path: source, content_type };
-        self.retry
-            .retry("file upload", || async {
-                let response = self.send_authenticated(Method::POST, &url, &payload).await?;
-                decode(&url, response).await
-            })
-            .await
+        self.retry.retry("file upload", || transfer::upload(self, &url, source, content_type)).await
     }
 
     fn file_url(&self, file: &FileReference) -> String {
@@ -152,54 +127,58 @@ impl ApiClient {
 
     async fn post_json<R: DeserializeOwned>(&self, path: &str, body: Bytes) -> Result<R, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let response = self.send_authenticated(Method::POST, &url, &Payload::Json(body)).await?;
+        let request =
+            Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(self.timeout) };
+        let response = self.send_authenticated(&request).await?;
         decode(&url, response).await
     }
 
     /// Sends one request with a bearer token (when configured); on 401 fetches a fresh
     /// token and tries once more. Non-success statuses become errors.
-    async fn send_authenticated(
-        &self,
-        method: Method,
-        url: &str,
-        body: &Payload<'_>,
-    ) -> Result<reqwest::Response, ClientError> {
+    async fn send_authenticated(&self, request: &Request<'_>) -> Result<reqwest::Response, ClientError> {
         let Some(auth) = &self.auth else {
-            let response = self.send(method, url, body, None).await?;
+            let response = self.send(request, None).await?;
             if response.status() == StatusCode::UNAUTHORIZED {
                 return Err(ClientError::CredentialsRequired);
             }
-            return check_status(url, response).await;
+            return check_status(request.url, response).await;
         };
-        let token = auth.token(&self.http).await?;
-        let response = self.send(method.clone(), url, body, Some(&token)).await?;
+        let token = auth.token().await?;
+        let response = self.send(request, Some(&token)).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return check_status(url, response).await;
+            return check_status(request.url, response).await;
         }
-        auth.invalidate(&token).await;
-        let token = auth.token(&self.http).await?;
-        let response = self.send(method, url, body, Some(&token)).await?;
+        auth.invalidate(&token);
+        let token = auth.token().await?;
+        let response = self.send(request, Some(&token)).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            let error = check_status(url, response).await.err().map(|e| e.server_message());
+            let error = check_status(request.url, response).await.err().map(|e| e.server_message());
             return Err(ClientError::Unauthorized(error.unwrap_or_default()));
         }
-        check_status(url, response).await
+        check_status(request.url, response).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        body: &Payload<'_>,
-        token: Option<&str>,
-    ) -> Result<reqwest::Response, ClientError> {
-        let mut request = self.http.request(method, url).header("X-Request-ID", Uuid::now_v7().to_string());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+    async fn send(&self, request: &Request<'_>, token: Option<&str>) -> Result<reqwest::Response, ClientError> {
+        let mut builder =
+            self.http.request(request.method.clone(), request.url).header("X-Request-ID", Uuid::now_v7().to_string());
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
         }
-        request = body.attach(request)?;
-        request.send().await.map_err(|e| ClientError::transport(url, &e))
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        builder = request.body.attach(builder)?;
+        builder.send().await.map_err(|e| ClientError::transport(request.url, &e))
     }
+}
+
+/// One request to send, possibly twice (after a 401).
+struct Request<'a> {
+    method: Method,
+    url: &'a str,
+    body: &'a Payload<'a>,
+    /// Total limit; `None` for file transfers, which are watched for stalls instead.
+    timeout: Option<Duration>,
 }
 
 /// Path segments keep unreserved characters and percent-encode everything else.
@@ -209,7 +188,7 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remo
 enum Payload<'a> {
     Empty,
     Json(Bytes),
-    File { path: &'a Path, content_type: &'a str },
+    File { path: &'a Path, content_type: &'a str, progress: Arc<transfer::Progress> },
 }
 
 impl Payload<'_> {
@@ -217,10 +196,11 @@ impl Payload<'_> {
         Ok(match self {
             Self::Empty => request,
             Self::Json(bytes) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone()),
-            Self::File { path, content_type } => {
+            Self::File { path, content_type, progress } => {
                 let file = std::fs::File::open(path).map_err(|e| ClientError::local(path, &e))?;
                 let length = file.metadata().map_err(|e| ClientError::local(path, &e))?.len();
                 let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 64 * 1024);
+                let stream = transfer::Progress::count(progress, stream);
                 request
                     .header(reqwest::header::CONTENT_TYPE, *content_type)
                     .header(reqwest::header::CONTENT_LENGTH, length)
@@ -240,8 +220,24 @@ async fn check_status(url: &str, response: reqwest::Response) -> Result<reqwest:
     if status.is_success() {
         return Ok(response);
     }
+    if let Some(redirect) = redirect_error(url, &response) {
+        return Err(redirect);
+    }
     let body = response.bytes().await.unwrap_or_default();
     Err(ClientError::from_body(url, status.as_u16(), &body))
+}
+
+/// A 3xx answer as an error naming where it pointed.
+fn redirect_error(url: &str, response: &reqwest::Response) -> Option<ClientError> {
+    let status = response.status();
+    status.is_redirection().then(|| {
+        let location = response.headers().get(reqwest::header::LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()));
+        ClientError::Redirect {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            location: location.map_or_else(|| "(no Location header)".to_owned(), |l| escape_controls(&l).into_owned()),
+        }
+    })
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -254,7 +250,7 @@ impl std::fmt::Debug for ApiClient {
 }
 
 /// Serializes a request body once, to be shared by every retry.
-fn encode(value: &impl Serialize) -> Bytes {
+pub(crate) fn encode(value: &impl Serialize) -> Bytes {
     // The protocol types hold only strings, numbers, maps and `Value`s, whose
     // serialization cannot fail.
     Bytes::from(serde_json::to_vec(value).expect("protocol request bodies always serialize"))

@@ -30,6 +30,15 @@ pub mod env {
     pub const HEARTBEAT_INTERVAL: &str = "KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL";
     /// Seconds in-flight activities get to finish on shutdown.
     pub const SHUTDOWN_TIMEOUT: &str = "KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT";
+    /// Seconds a cancelled handler gets to return before its task is aborted.
+    pub const CANCELLATION_GRACE: &str = "KRUXIAFLOW_WORKER_CANCELLATION_GRACE";
+    /// Seconds at shutdown for the last reports to reach the server.
+    pub const REPORT_FLUSH_TIMEOUT: &str = "KRUXIAFLOW_WORKER_REPORT_FLUSH_TIMEOUT";
+    /// Seconds one API request may take, and a file transfer may make no progress.
+    pub const HTTP_TIMEOUT: &str = "KRUXIAFLOW_WORKER_HTTP_TIMEOUT";
+    /// A PEM file of extra CA certificates to trust (a private CA), besides the
+    /// operating system's and the bundled web roots.
+    pub const CA_CERT_FILE: &str = "KRUXIAFLOW_CA_CERT_FILE";
 }
 
 /// OAuth client credentials. `Debug` never prints the secret.
@@ -97,8 +106,14 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     /// How long a cancelled handler gets to return before its task is aborted.
     pub cancellation_grace: Duration,
-    /// Timeout of one HTTP request.
+    /// How long, at shutdown, the last reports may take to reach the server.
+    pub report_flush_timeout: Duration,
+    /// Timeout of one API request; also how long a file transfer may make no progress
+    /// (transfers as such have no total limit).
     pub http_timeout: Duration,
+    /// A PEM file of extra CA certificates to trust, besides the operating system's
+    /// roots (which honour `SSL_CERT_FILE`) and the bundled web roots.
+    pub ca_cert_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WorkerConfig {
@@ -122,8 +137,26 @@ impl WorkerConfig {
             heartbeat_interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             cancellation_grace: Duration::from_secs(2),
+            report_flush_timeout: Duration::from_secs(10),
             http_timeout: Duration::from_secs(30),
+            ca_cert_file: None,
         }
+    }
+
+    /// The longest a shutdown can take, from the request to `run` returning:
+    /// `shutdown_timeout` for the drain, `cancellation_grace` for handlers cancelled
+    /// after it, and `report_flush_timeout` for their reports. An orchestrator's stop
+    /// grace period (Docker's `stop_grace_period`, Kubernetes'
+    /// `terminationGracePeriodSeconds`) should be longer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kruxiaflow_worker::WorkerConfig;
+    ///
+    /// assert_eq!(WorkerConfig::default().shutdown_bound(), Duration::from_secs(30 + 2 + 10));
+    /// ```
+    pub fn shutdown_bound(&self) -> Duration {
+        self.shutdown_timeout + self.cancellation_grace + self.report_flush_timeout
     }
 
     /// Sets the client credentials.
@@ -196,6 +229,10 @@ impl WorkerConfig {
         config.activity_timeout = seconds(env::ACTIVITY_TIMEOUT, config.activity_timeout)?;
         config.heartbeat_interval = seconds(env::HEARTBEAT_INTERVAL, config.heartbeat_interval)?;
         config.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, config.shutdown_timeout)?;
+        config.cancellation_grace = seconds(env::CANCELLATION_GRACE, config.cancellation_grace)?;
+        config.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, config.report_flush_timeout)?;
+        config.http_timeout = seconds(env::HTTP_TIMEOUT, config.http_timeout)?;
+        config.ca_cert_file = get(env::CA_CERT_FILE).map(|path| path.trim().into());
         config.validate()?;
         Ok(config)
     }
@@ -225,6 +262,7 @@ impl WorkerConfig {
             ("poll_interval", self.poll_interval),
             ("activity_timeout", self.activity_timeout),
             ("heartbeat_interval", self.heartbeat_interval),
+            ("report_flush_timeout", self.report_flush_timeout),
             ("http_timeout", self.http_timeout),
         ];
         for (name, value) in durations {
@@ -266,6 +304,7 @@ fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
 
 /// A configuration value is missing or invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A required variable is not set.
     #[error("{name} is required: set it to the base URL of the Kruxia Flow API, e.g. http://localhost:8080")]
@@ -281,6 +320,19 @@ pub enum ConfigError {
         /// The variable that is missing.
         missing: &'static str,
     },
+    /// The CA certificate file cannot be used.
+    #[error("{name} names {path:?}, which cannot be used as CA certificates: {detail}")]
+    CaCertFile {
+        /// The variable.
+        name: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The HTTP client could not be built from these settings.
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(String),
     /// A value does not parse or is out of range.
     #[error("{name} must be {expected}, got {value:?}")]
     Invalid {

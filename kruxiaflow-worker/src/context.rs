@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::error::ActivityError;
+use crate::error::{ActivityError, codes};
 use crate::files::{FileReference, guess_content_type};
 use crate::protocol::{OutputDefinition, OutputType, UsageEntry};
 use crate::result::ActivityOutput;
@@ -102,11 +102,24 @@ impl fmt::Display for CancelReason {
     }
 }
 
+/// Why a heartbeat did not renew the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeartbeatError {
+    /// The server gave the activity to another worker: this attempt must stop and
+    /// report nothing.
+    LeaseLost,
+    /// The server does not know the activity.
+    NotFound,
+    /// The heartbeat did not get through (the lease runs down if this goes on).
+    Failed(String),
+}
+
 /// The services behind an [`ActivityContext`]: the worker supplies one that talks to
 /// the API server; the testing crate supplies one backed by memory.
 pub trait ContextBackend: Send + Sync + 'static {
-    /// Renews the activity's lease. A lost lease is an error with code `LEASE_LOST`.
-    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>>;
+    /// Renews the activity's lease.
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>>;
 
     /// Writes the stored `file` to `dest` (a path inside the activity's temp dir).
     fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>>;
@@ -128,10 +141,11 @@ pub trait ContextBackend: Send + Sync + 'static {
 /// use std::sync::Arc;
 ///
 /// # use kruxiaflow_worker::files::FileReference;
+/// # use kruxiaflow_worker::context::HeartbeatError;
 /// # use std::path::Path;
 /// struct NoServer;
 /// impl ContextBackend for NoServer {
-///     fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+///     fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
 ///         Box::pin(async { Ok(()) })
 ///     }
 ///     fn download<'a>(&'a self, _: &'a FileReference, _: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
@@ -242,16 +256,21 @@ impl ActivityContext {
         &self.inner.logger
     }
 
-    /// Renews the lease now. Only needed for work that may block the worker's own
-    /// heartbeats; the worker already heartbeats every running activity.
+    /// Renews the lease now. The worker already heartbeats every running activity on
+    /// its own, so this is only a progress signal. A lost lease cancels the attempt
+    /// and returns a `LEASE_LOST` error: stop, nothing of this attempt is reported.
     pub async fn heartbeat(&self) -> Result<(), ActivityError> {
-        let result = self.inner.backend.heartbeat().await;
-        if let Err(error) = &result
-            && error.code() == crate::error::codes::LEASE_LOST
-        {
-            self.cancel(CancelReason::LeaseLost);
+        match self.inner.backend.heartbeat().await {
+            Ok(()) => Ok(()),
+            Err(HeartbeatError::LeaseLost) => {
+                self.cancel(CancelReason::LeaseLost);
+                Err(ActivityError::retryable(codes::LEASE_LOST, "the server gave this activity to another worker"))
+            }
+            Err(HeartbeatError::NotFound) => {
+                Err(ActivityError::retryable(codes::HEARTBEAT_FAILED, "the server does not know this activity"))
+            }
+            Err(HeartbeatError::Failed(detail)) => Err(ActivityError::retryable(codes::HEARTBEAT_FAILED, detail)),
         }
-        result
     }
 
     /// Declared outputs of type `file`.

@@ -26,8 +26,13 @@ pub mod codes {
     pub const INVALID_ACTIVITY: &str = "INVALID_ACTIVITY";
     /// The handler's outputs could not be serialized or were refused (terminal).
     pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
-    /// The server gave the activity to another worker (never reported).
+    /// The server gave the activity to another worker (never reported; what
+    /// `ActivityContext::heartbeat` returns once the lease is gone).
     pub const LEASE_LOST: &str = "LEASE_LOST";
+    /// A heartbeat requested by the activity did not get through (retryable).
+    pub const HEARTBEAT_FAILED: &str = "HEARTBEAT_FAILED";
+    /// The output is larger than the server accepts (terminal: it would be again).
+    pub const OUTPUT_TOO_LARGE: &str = "OUTPUT_TOO_LARGE";
 }
 
 /// Why an activity attempt failed, as reported to the server.
@@ -171,8 +176,11 @@ where
     }
 }
 
-/// Why the worker could not run.
-#[derive(Debug, thiserror::Error)]
+/// Why the worker could not run, or did not end cleanly.
+///
+/// `Debug` shows the same sentence as `Display`, so `main() -> Result<(), WorkerError>`
+/// prints something a person can act on.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
     /// The configuration is invalid.
@@ -181,9 +189,25 @@ pub enum WorkerError {
     /// The registry has no activities, so there is nothing to poll for.
     #[error("the activity registry is empty: register at least one activity before running")]
     NoActivities,
-    /// The HTTP client could not be built.
-    #[error("could not build the HTTP client: {0}")]
-    HttpClient(String),
+    /// The runtime for activity handlers could not be started.
+    #[error("could not start the runtime for activities: {0}")]
+    Runtime(String),
+    /// A poll loop failed; the worker shut down rather than sit idle.
+    #[error("a poll loop failed ({0}); the worker shut down instead of sitting idle")]
+    PollerFailed(String),
+    /// Shutdown ended with reports the server never answered: these activities return
+    /// to the queue when their leases expire.
+    #[error("{} report(s) could not be delivered before shutdown: {activity_ids:?}", activity_ids.len())]
+    ReportsUndelivered {
+        /// The activities whose reports were not delivered.
+        activity_ids: Vec<uuid::Uuid>,
+    },
+}
+
+impl fmt::Debug for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +225,21 @@ mod tests {
         assert_eq!(e.code(), codes::EXECUTION_ERROR);
         assert!(e.is_retryable());
         assert_eq!(e.message(), "fetching the page failed: connection reset");
+    }
+
+    #[test]
+    fn worker_errors_debug_as_their_readable_message() {
+        let error = WorkerError::from(ConfigError::Invalid {
+            name: "KRUXIAFLOW_WORKER_MAX_ACTIVITIES".into(),
+            value: "abc".into(),
+            expected: "a positive integer",
+        });
+        assert_eq!(format!("{error:?}"), "KRUXIAFLOW_WORKER_MAX_ACTIVITIES must be a positive integer, got \"abc\"");
+        let error = WorkerError::ReportsUndelivered { activity_ids: vec![uuid::Uuid::nil()] };
+        assert_eq!(
+            format!("{error:?}"),
+            "1 report(s) could not be delivered before shutdown: [00000000-0000-0000-0000-000000000000]"
+        );
     }
 
     #[test]

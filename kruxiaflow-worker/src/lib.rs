@@ -46,7 +46,7 @@
 pub struct ReadmeDoctests;
 
 mod activity;
-pub mod client;
+mod client;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -56,9 +56,12 @@ pub mod protocol;
 mod registry;
 pub mod report;
 mod result;
+mod settle;
+mod text;
 mod worker;
 
 pub use activity::{Activity, Execute, decode_params};
+pub use client::RetryPolicy;
 pub use config::{ConfigError, Credentials, WorkerConfig};
 pub use context::{ActivityContext, CancelReason};
 pub use error::{ActivityError, WorkerError};
@@ -92,4 +95,11 @@ pub mod __private {
     pub use crate::error::ActivityError;
     pub use crate::macro_support::{DecodeParams, IntoActivityOutcome, run_execute};
     pub use crate::result::ActivityResult;
+}
+
+/// The settle rule, for the testing crate's `MockContext`, so that a mock's report is
+/// exactly the worker's. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __testing {
+    pub use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
 }

@@ -24,8 +24,9 @@ pub struct PollRequest {
 /// own: one odd item must never strand the rest of a batch the server already claimed.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PollResponse {
-    /// The claimed activities, unparsed.
-    pub activities: Vec<Value>,
+    /// The claimed activities, unparsed: neither nesting depth, numbers out of range
+    /// nor bad escapes inside one item can fail the whole answer.
+    pub activities: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// An activity claimed by a poll: the server has already set it `running` for us.

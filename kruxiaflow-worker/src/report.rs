@@ -8,8 +8,9 @@ use crate::error::ActivityError;
 use crate::protocol::{CompleteRequest, FailRequest, FailureDetails, UsageEntry};
 use crate::result::ActivityResult;
 
-/// The request that settles an attempt.
-#[derive(Debug, Clone, PartialEq)]
+/// The request that settles an attempt. Serializes as its body.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Report {
     /// `POST /api/v1/activities/{id}/complete`
     Complete(CompleteRequest),
@@ -90,13 +91,17 @@ impl Report {
         }
     }
 
+    /// The worker the report is from.
+    pub fn worker_id(&self) -> &str {
+        match self {
+            Self::Complete(body) => &body.worker_id,
+            Self::Fail(body) => &body.worker_id,
+        }
+    }
+
     /// The JSON body exactly as it is sent.
     pub fn to_json(&self) -> Value {
-        let value = match self {
-            Self::Complete(body) => serde_json::to_value(body),
-            Self::Fail(body) => serde_json::to_value(body),
-        };
-        value.expect("report bodies always serialize")
+        serde_json::to_value(self).expect("report bodies always serialize")
     }
 
     /// The same report without cost and usage: what is sent when the server refused the

@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use crate::error::{ActivityError, codes};
 use crate::protocol::{OutputType, UsageEntry};
 
+mod finite;
+
 /// One named output of an activity.
 ///
 /// ```
@@ -25,12 +27,23 @@ pub struct ActivityOutput {
 }
 
 impl ActivityOutput {
-    /// A value output. If `value` cannot be serialized to JSON, the activity fails
-    /// terminally with `INVALID_OUTPUT` when it is reported (it would fail every retry).
+    /// A value output. If `value` cannot be serialized to JSON (NaN and infinities
+    /// included, which JSON cannot express), the activity fails terminally with
+    /// `INVALID_OUTPUT` naming the output when it is reported (it would fail every
+    /// retry).
+    ///
+    /// ```
+    /// use kruxiaflow_worker::ActivityOutput;
+    ///
+    /// assert_eq!(ActivityOutput::value("ratio", 0.5).json(), Some(&serde_json::json!(0.5)));
+    /// assert_eq!(ActivityOutput::value("ratio", f64::NAN).json(), None);
+    /// ```
     pub fn value(name: impl Into<String>, value: impl Serialize) -> Self {
         let name = name.into();
-        let value =
-            serde_json::to_value(value).map_err(|e| format!("output '{name}' cannot be serialized to JSON: {e}"));
+        let value = finite::check(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|()| serde_json::to_value(value).map_err(|e| e.to_string()))
+            .map_err(|e| format!("output '{name}' cannot be serialized to JSON: {e}"));
         Self { name, output_type: OutputType::Value, value }
     }
 
@@ -215,6 +228,17 @@ mod tests {
         assert_eq!(error.code(), codes::INVALID_OUTPUT);
         assert!(!error.is_retryable());
         assert!(error.message().starts_with("output 'map' cannot be serialized"));
+    }
+
+    #[test]
+    fn nan_and_infinite_outputs_become_a_terminal_invalid_output_naming_the_output() {
+        let output = ActivityResult::value("scores", vec![0.5, f64::NAN]).into_report_parts().output;
+        let error = output.unwrap_err();
+        assert_eq!((error.code(), error.is_retryable()), (codes::INVALID_OUTPUT, false));
+        assert_eq!(
+            error.message(),
+            "output 'scores' cannot be serialized to JSON: NaN at [1] is not a JSON number (JSON has no NaN or infinity)"
+        );
     }
 
     #[test]

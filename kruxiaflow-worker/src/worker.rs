@@ -1,32 +1,43 @@
 //! The worker: polls for activities, runs them with bounded concurrency, keeps their
 //! leases, reports every outcome, and shuts down without stranding claimed work.
 
+mod attempt;
 mod backend;
 mod delivery;
-mod dispatch;
-mod heartbeat;
+mod in_flight;
+mod intake;
+mod lease;
 mod poller;
-mod runner;
 mod shutdown;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
-use crate::client::{ApiClient, RetryPolicy};
+use crate::client::{ApiClient, HttpCustomizer, RetryPolicy, build_http};
 use crate::config::WorkerConfig;
-use crate::context::ActivityContext;
 use crate::error::WorkerError;
 use crate::registry::ActivityRegistry;
 
+use delivery::Reporter;
+use in_flight::InFlight;
+use lease::LeaseKeeper;
 use shutdown::Phase;
 pub use shutdown::WorkerHandle;
 
 /// Runs the activities of a registry against a Kruxia Flow server.
+///
+/// The worker's own traffic — polls, heartbeats, reports, shutdown — runs on the
+/// runtime that awaits [`run`](Self::run); activity handlers run on a separate runtime
+/// the worker owns. Activity code that blocks its threads (CPU work, `std::thread::sleep`,
+/// blocking I/O) therefore cannot stop the heartbeats or reports of other activities,
+/// and a handler stuck for good cannot keep the process from exiting. Still, wrap
+/// blocking work in `tokio::task::spawn_blocking`, so other activities keep their threads.
 ///
 /// ```no_run
 /// use kruxiaflow_worker::prelude::*;
@@ -40,39 +51,62 @@ pub struct WorkerManager {
     config: WorkerConfig,
     registry: ActivityRegistry,
     retry: RetryPolicy,
+    http: Option<HttpCustomizer>,
     phase: Arc<watch::Sender<Phase>>,
 }
 
-/// What every task of a running worker shares.
-struct Shared {
+/// What the parts of a running worker share. Each piece has one owner: the reporter
+/// owns report delivery, the lease keeper the heartbeats, `in_flight` the set of
+/// running attempts, `tasks` their lifetimes.
+struct Services {
     config: WorkerConfig,
-    client: ApiClient,
-    registry: ActivityRegistry,
     retry: RetryPolicy,
+    registry: ActivityRegistry,
+    /// Control traffic, on `control`.
+    client: ApiClient,
+    control: Handle,
+    /// File transfers, from activity code, over their own connection pool.
+    transfers: ApiClient,
+    /// Where handlers run.
+    activities: Handle,
     slots: Arc<Semaphore>,
-    report_slots: Semaphore,
-    in_flight: Mutex<HashMap<Uuid, ActivityContext>>,
+    leases: LeaseKeeper,
+    reporter: Reporter,
+    in_flight: Arc<InFlight>,
     tasks: TaskTracker,
-    phase: watch::Receiver<Phase>,
-}
-
-impl Shared {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, ActivityContext>> {
-        // Entries are inserted and removed whole; a poisoned map is still consistent.
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl WorkerManager {
     /// A worker for `registry`, configured by `config`.
     pub fn new(config: WorkerConfig, registry: ActivityRegistry) -> Self {
         let (phase, _) = watch::channel(Phase::Running);
-        Self { config, registry, retry: RetryPolicy::default(), phase: Arc::new(phase) }
+        Self { config, registry, retry: RetryPolicy::default(), http: None, phase: Arc::new(phase) }
     }
 
     /// Replaces the backoff used for transient HTTP failures.
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Adjusts the HTTP clients the worker builds: a proxy, a client certificate for
+    /// mTLS, extra root certificates. The hook runs after the worker's own settings
+    /// (no redirects, timeouts, the CA file of [`WorkerConfig::ca_cert_file`]).
+    ///
+    /// ```no_run
+    /// use kruxiaflow_worker::prelude::*;
+    ///
+    /// # fn demo(config: WorkerConfig, registry: ActivityRegistry, pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = reqwest::Certificate::from_pem(pem)?;
+    /// let manager = WorkerManager::new(config, registry)
+    ///     .with_http_client(move |builder| builder.add_root_certificate(ca.clone()));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_http_client(
+        mut self,
+        customize: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.http = Some(Arc::new(customize));
         self
     }
 
@@ -94,7 +128,9 @@ impl WorkerManager {
     /// Runs until `shutdown` resolves (or a [`WorkerHandle`] asks), then shuts down
     /// gracefully: stops claiming, lets in-flight activities finish for up to
     /// `shutdown_timeout`, cancels and fails the rest as retryable `WORKER_SHUTDOWN`,
-    /// and waits for every report to be delivered.
+    /// and gives their reports `report_flush_timeout`. The whole shutdown takes at most
+    /// [`WorkerConfig::shutdown_bound`]. Reports that could not be delivered by then
+    /// make it return [`WorkerError::ReportsUndelivered`] with their activity ids.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
         self.config.validate()?;
         if self.registry.is_empty() {
@@ -106,47 +142,95 @@ impl WorkerManager {
                 self.config.api_url
             );
         }
-        let client = ApiClient::new(&self.config, self.retry).map_err(|e| WorkerError::HttpClient(e.to_string()))?;
-        let shared = Arc::new(Shared {
-            slots: Arc::new(Semaphore::new(self.config.max_concurrent_activities)),
-            report_slots: Semaphore::new(delivery::REPORTS_IN_FLIGHT),
-            config: self.config,
+        let control_http = build_http(&self.config, self.http.as_ref())?;
+        let transfers_http = build_http(&self.config, self.http.as_ref())?;
+        let activities = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("kruxiaflow-activity")
+            .build()
+            .map_err(|e| WorkerError::Runtime(e.to_string()))?;
+        let client = ApiClient::new(&self.config, self.retry, control_http);
+        let services = Arc::new(Services {
+            transfers: client.with_http(transfers_http),
+            leases: LeaseKeeper::start(client.clone(), self.config.worker_id.clone()),
+            reporter: Reporter::new(client.clone()),
             client,
-            registry: self.registry,
-            retry: self.retry,
-            in_flight: Mutex::new(HashMap::new()),
+            control: Handle::current(),
+            activities: activities.handle().clone(),
+            slots: Arc::new(Semaphore::new(self.config.max_concurrent_activities)),
+            in_flight: Arc::default(),
             tasks: TaskTracker::new(),
-            phase: self.phase.subscribe(),
+            config: self.config,
+            retry: self.retry,
+            registry: self.registry,
         });
         tracing::info!(
-            worker_id = %shared.config.worker_id,
-            activities = ?shared.registry.activity_types(),
+            worker_id = %services.config.worker_id,
+            api_url = %services.config.api_url,
+            activities = ?services.registry.activity_types(),
             "worker started"
         );
-        let pollers: Vec<_> = shared
-            .registry
-            .worker_types()
-            .into_iter()
-            .map(|worker| tokio::spawn(poller::poll_loop(Arc::clone(&shared), worker)))
-            .collect();
-
-        let handle = WorkerHandle::new(Arc::clone(&self.phase));
-        let mut phase = shared.phase.clone();
-        tokio::select! {
-            () = shutdown => handle.shutdown(),
-            _ = phase.wait_for(|p| *p != Phase::Running) => {}
-        }
-        for poller in pollers {
-            // A poll in flight finishes first, so the activities it claimed are started
-            // (and then drained or failed) rather than stranded.
-            if let Err(error) = poller.await {
-                tracing::error!(%error, "poller task ended abnormally");
-            }
-        }
-        shutdown::drain(&shared).await;
+        let result = run_until_stopped(&services, shutdown, &self.phase).await;
+        // A handler stuck in blocking code cannot be aborted; leave its thread behind
+        // rather than wait for it.
+        activities.shutdown_background();
         tracing::info!("worker stopped");
-        Ok(())
+        result
     }
+}
+
+async fn run_until_stopped(
+    services: &Arc<Services>,
+    shutdown: impl Future<Output = ()> + Send,
+    phase: &Arc<watch::Sender<Phase>>,
+) -> Result<(), WorkerError> {
+    let mut pollers = JoinSet::new();
+    for worker in services.registry.worker_types() {
+        pollers.spawn(poller::poll_loop(Arc::clone(services), worker, phase.subscribe()));
+    }
+    let handle = WorkerHandle::new(Arc::clone(phase));
+    let mut watching = phase.subscribe();
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown => handle.shutdown(),
+        _ = watching.wait_for(|p| *p != Phase::Running) => {}
+        Some(ended) = pollers.join_next() => {
+            // A poller returns on its own only once a shutdown began.
+            let stopping = *phase.borrow() != Phase::Running;
+            let detail = match ended {
+                Ok(()) if stopping => None,
+                Ok(()) => Some("it returned while the worker was running".to_owned()),
+                Err(error) if error.is_panic() => {
+                    Some(crate::ActivityError::from_panic(&*error.into_panic()).message().to_owned())
+                }
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(detail) = detail {
+                tracing::error!(%detail, "a poller failed; shutting down so the worker does not sit idle");
+                failure = Some(WorkerError::PollerFailed(detail));
+            }
+            handle.shutdown();
+        }
+    }
+    let drain_deadline = match *watching.borrow() {
+        Phase::Immediate => Instant::now(),
+        _ => Instant::now() + services.config.shutdown_timeout,
+    };
+    // A poll in flight may finish within the drain, so what it claimed is started.
+    tokio::select! {
+        () = async { while pollers.join_next().await.is_some() {} } => {}
+        () = tokio::time::sleep_until(drain_deadline) => {}
+        _ = watching.wait_for(|p| *p == Phase::Immediate) => {}
+    }
+    if !pollers.is_empty() {
+        tracing::warn!("a poll was still waiting for the server at the end of the drain; abandoned");
+        pollers.abort_all();
+    }
+    let undelivered = shutdown::drain(services, phase.subscribe(), drain_deadline).await;
+    if !undelivered.is_empty() {
+        return Err(WorkerError::ReportsUndelivered { activity_ids: undelivered });
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 impl std::fmt::Debug for WorkerManager {

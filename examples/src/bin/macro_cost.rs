@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend};
+use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError};
 use kruxiaflow_worker::decode_params;
 use kruxiaflow_worker::files::FileReference;
 use kruxiaflow_worker::prelude::*;
@@ -46,7 +46,7 @@ impl Activity for AddByHand {
 struct Nothing;
 
 impl ContextBackend for Nothing {
-    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         Box::pin(async { Ok(()) })
     }
 

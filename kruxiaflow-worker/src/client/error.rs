@@ -1,6 +1,7 @@
 //! How a call to the API can fail, and which failures are worth retrying.
 
 use crate::protocol::ErrorEnvelope;
+use crate::text::escape_controls;
 
 /// A call to the Kruxia Flow API failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,29 @@ pub enum ClientError {
         /// What the OS reported.
         detail: String,
     },
+    /// The server answered with a redirect. The worker follows none: a redirect could
+    /// carry the client secret or a token to another origin.
+    #[error(
+        "{url} answered {status} redirecting to {location}; the worker follows no redirects: point KRUXIAFLOW_API_URL at the final address"
+    )]
+    Redirect {
+        /// The request URL.
+        url: String,
+        /// HTTP status (3xx).
+        status: u16,
+        /// The `Location` header, escaped.
+        location: String,
+    },
+    /// A file transfer made no progress for too long.
+    #[error("file transfer {url} stalled: no data for {idle:?} after {bytes} bytes")]
+    Stalled {
+        /// The request URL.
+        url: String,
+        /// Bytes moved before the stall.
+        bytes: u64,
+        /// How long nothing moved.
+        idle: std::time::Duration,
+    },
     /// A success response whose body is not what the protocol says.
     #[error("unexpected response from {url}: {detail}")]
     Decode {
@@ -59,9 +83,26 @@ impl ClientError {
     /// answer (2xx, 404, 409, 422, 401 after a refresh, ...) is definitive.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { .. } => true,
+            Self::Transport { .. } | Self::Stalled { .. } => true,
             Self::Status { status, .. } => is_transient_status(*status),
-            Self::Unauthorized(_) | Self::CredentialsRequired | Self::Decode { .. } | Self::LocalFile { .. } => false,
+            Self::Unauthorized(_)
+            | Self::CredentialsRequired
+            | Self::Redirect { .. }
+            | Self::Decode { .. }
+            | Self::LocalFile { .. } => false,
+        }
+    }
+
+    /// Whether this is the server's final word on a report (complete or fail): a 4xx
+    /// about the report itself (400, 404, 409, 413, 422, ...). Everything else —
+    /// transport trouble, 5xx, throttling, and trouble getting a token or being
+    /// accepted with one — says nothing about the report, so it is sent again.
+    pub(crate) fn settles_report(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 401 | 403 | 407 | 408 | 429)
+            }
+            _ => false,
         }
     }
 
@@ -103,12 +144,12 @@ impl ClientError {
             Ok(envelope) => Self::Status {
                 url: url.to_owned(),
                 status,
-                code: Some(envelope.error.code),
-                message: envelope.error.message,
+                code: Some(escape_controls(&envelope.error.code).into_owned()),
+                message: escape_controls(&envelope.error.message).into_owned(),
             },
             Err(_) => {
                 let text = String::from_utf8_lossy(body);
-                let mut message: String = text.trim().chars().take(500).collect();
+                let mut message: String = escape_controls(text.trim()).chars().take(500).collect();
                 if message.is_empty() {
                     message = "(empty body)".to_owned();
                 }
@@ -119,7 +160,7 @@ impl ClientError {
 }
 
 /// 5xx, 408 Request Timeout and 429 Too Many Requests.
-pub fn is_transient_status(status: u16) -> bool {
+pub(crate) fn is_transient_status(status: u16) -> bool {
     status >= 500 || status == 408 || status == 429
 }
 
@@ -156,5 +197,25 @@ mod tests {
         assert!(!ClientError::Unauthorized("no".into()).is_transient());
         assert!(!ClientError::CredentialsRequired.is_transient());
         assert!(!ClientError::Decode { url: "u".into(), detail: "x".into() }.is_transient());
+    }
+
+    #[test]
+    fn a_report_is_settled_only_by_the_servers_answer_about_the_report() {
+        for status in [400, 404, 409, 413, 422] {
+            assert!(ClientError::from_body("u", status, b"").settles_report(), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 503] {
+            assert!(!ClientError::from_body("u", status, b"").settles_report(), "{status}");
+        }
+        assert!(!ClientError::Unauthorized("token endpoint answered 401".into()).settles_report());
+        assert!(!ClientError::Decode { url: "token".into(), detail: "html".into() }.settles_report());
+        let redirect = ClientError::Redirect { url: "u".into(), status: 307, location: "x".into() };
+        assert!(!redirect.settles_report());
+    }
+
+    #[test]
+    fn server_text_cannot_forge_log_lines() {
+        let e = ClientError::from_body("u", 500, b"oops\nERROR forged\x1b[2J");
+        assert_eq!(e.server_message(), "oops\\nERROR forged\\u{1b}[2J");
     }
 }

@@ -50,15 +50,27 @@ impl RetryPolicy {
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.run(what, op, self.builder().with_max_times(self.max_retries)).await
+        self.run(what, op, self.builder().with_max_times(self.max_retries), ClientError::is_transient).await
     }
 
-    /// Runs `op`, retrying transient failures for as long as it takes.
-    pub(crate) async fn retry_forever<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    /// Runs a report's `op` until the server answers the report itself (see
+    /// [`ClientError::settles_report`]), for as long as it takes.
+    pub(crate) async fn retry_reports<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.run(what, op, self.builder().without_max_times()).await
+        let unsettled = |e: &ClientError| !e.settles_report();
+        self.run(what, op, self.builder().without_max_times(), unsettled).await
+    }
+
+    /// The bounded sequence of pauses after consecutive failures, then `max_delay`
+    /// (with jitter) for ever: the pace of a loop that must keep trying.
+    pub(crate) fn pauses(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        let steady = self.builder().without_max_times().build().skip_while({
+            let cap = self.max_delay;
+            move |d| *d < cap
+        });
+        self.delays().chain(steady)
     }
 
     async fn run<T, Fut>(
@@ -66,13 +78,14 @@ impl RetryPolicy {
         what: &str,
         op: impl FnMut() -> Fut,
         backoff: ExponentialBuilder,
+        when: impl FnMut(&ClientError) -> bool,
     ) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
         op.retry(backoff)
             .sleep(tokio::time::sleep)
-            .when(ClientError::is_transient)
+            .when(when)
             .notify(|error, delay| tracing::warn!(%error, ?delay, "{what} failed; retrying"))
             .await
     }
@@ -122,12 +135,27 @@ mod tests {
 
         let mut calls = 0;
         let result = policy()
-            .retry_forever("test", || {
+            .retry_reports("test", || {
                 calls += 1;
                 let n = calls;
-                async move { if n < 20 { Err(ClientError::from_body("u", 503, b"")) } else { Ok(n) } }
+                let error = match n % 3 {
+                    0 => ClientError::from_body("u", 503, b""),
+                    1 => ClientError::Unauthorized("token endpoint answered 401".into()),
+                    _ => ClientError::Decode { url: "token".into(), detail: "html".into() },
+                };
+                async move { if n < 20 { Err(error) } else { Ok(n) } }
             })
             .await;
-        assert_eq!(result.unwrap(), 20, "retry_forever gives up on no transient error");
+        assert_eq!(result.unwrap(), 20, "reports give up on nothing but the server's answer about them");
+    }
+
+    #[test]
+    fn pauses_grow_to_the_cap_and_then_stay_there() {
+        let pauses: Vec<Duration> = policy().pauses().take(12).collect();
+        let bases = [100, 200, 400, 800, 1600, 1600, 1600, 1600, 1600, 1600, 1600, 1600];
+        for (pause, base) in pauses.iter().zip(bases) {
+            let base = Duration::from_millis(base);
+            assert!(*pause >= base && *pause < base * 2, "{pause:?} outside [{base:?}, {:?})", base * 2);
+        }
     }
 }

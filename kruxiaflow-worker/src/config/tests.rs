@@ -108,6 +108,9 @@ fn durations_are_float_seconds() {
         (env::ACTIVITY_TIMEOUT, "600", Duration::from_secs(600)),
         (env::HEARTBEAT_INTERVAL, "10.5", Duration::from_millis(10_500)),
         (env::SHUTDOWN_TIMEOUT, "5", Duration::from_secs(5)),
+        (env::CANCELLATION_GRACE, "1.5", Duration::from_millis(1500)),
+        (env::REPORT_FLUSH_TIMEOUT, "20", Duration::from_secs(20)),
+        (env::HTTP_TIMEOUT, "120", Duration::from_secs(120)),
     ];
     for (name, raw, expected) in cases {
         let config = config_from(&[(name, raw)]).unwrap();
@@ -115,6 +118,9 @@ fn durations_are_float_seconds() {
             env::POLL_INTERVAL => config.poll_interval,
             env::ACTIVITY_TIMEOUT => config.activity_timeout,
             env::HEARTBEAT_INTERVAL => config.heartbeat_interval,
+            env::CANCELLATION_GRACE => config.cancellation_grace,
+            env::REPORT_FLUSH_TIMEOUT => config.report_flush_timeout,
+            env::HTTP_TIMEOUT => config.http_timeout,
             _ => config.shutdown_timeout,
         };
         assert_eq!(actual, expected, "{name}");
@@ -136,4 +142,19 @@ fn code_built_config_is_validated_by_field_name() {
         config.validate().unwrap_err().to_string(),
         "poll_max_activities must be an integer from 1 to 100, got \"101\""
     );
+}
+
+#[test]
+fn the_ca_file_is_read_from_the_environment() {
+    let config = config_from(&[(env::CA_CERT_FILE, " /etc/ssl/private-ca.pem ")]).unwrap();
+    assert_eq!(config.ca_cert_file, Some("/etc/ssl/private-ca.pem".into()));
+    assert_eq!(config_from(&[]).unwrap().ca_cert_file, None);
+}
+
+#[test]
+fn the_shutdown_bound_adds_drain_grace_and_flush() {
+    let config =
+        config_from(&[(env::SHUTDOWN_TIMEOUT, "5"), (env::CANCELLATION_GRACE, "1"), (env::REPORT_FLUSH_TIMEOUT, "3")])
+            .unwrap();
+    assert_eq!(config.shutdown_bound(), Duration::from_secs(9));
 }

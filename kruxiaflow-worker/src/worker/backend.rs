@@ -1,43 +1,56 @@
-//! The context backend of a real worker: heartbeats and files go to the server.
+//! The context backend of a real worker: heartbeats go to the server through the
+//! worker's own runtime and connection pool, so that activity code blocking its
+//! threads cannot hold them up; files move over the activities' own pool.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use tokio::runtime::Handle;
 use uuid::Uuid;
 
+use super::lease::Lease;
 use crate::client::{ApiClient, ClientError};
-use crate::context::{BoxFuture, ContextBackend};
-use crate::error::{ActivityError, codes};
+use crate::context::{BoxFuture, ContextBackend, HeartbeatError};
+use crate::error::ActivityError;
 use crate::files::{FileReference, codes as file_codes};
 
 pub(super) struct ServerBackend {
+    /// Control traffic: runs on `control`.
     client: ApiClient,
+    control: Handle,
+    /// File transfers: run where the activity runs.
+    transfers: ApiClient,
+    lease: Arc<Lease>,
     activity_id: Uuid,
     worker_id: String,
 }
 
 impl ServerBackend {
-    pub(super) fn new(client: ApiClient, activity_id: Uuid, worker_id: String) -> Self {
-        Self { client, activity_id, worker_id }
+    pub(super) fn new(
+        (client, control, transfers): (ApiClient, Handle, ApiClient),
+        lease: Arc<Lease>,
+        activity_id: Uuid,
+        worker_id: String,
+    ) -> Self {
+        Self { client, control, transfers, lease, activity_id, worker_id }
     }
 }
 
 impl ContextBackend for ServerBackend {
-    fn heartbeat(&self) -> BoxFuture<'_, Result<(), ActivityError>> {
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         Box::pin(async move {
-            match self.client.heartbeat(self.activity_id, &self.worker_id).await {
-                Ok(_) => Ok(()),
-                Err(error) if error.status() == Some(409) => Err(ActivityError::retryable(
-                    codes::LEASE_LOST,
-                    format!("the server gave this activity to another worker: {}", error.server_message()),
-                )),
-                Err(error) => Err(ActivityError::retryable("HEARTBEAT_FAILED", error.to_string())),
+            let (client, activity_id, worker_id) = (self.client.clone(), self.activity_id, self.worker_id.clone());
+            let sent = self.control.spawn(async move { client.heartbeat(activity_id, &worker_id).await });
+            match sent.await {
+                Ok(answer) => self.lease.judge(answer).map(drop),
+                Err(_) => Err(HeartbeatError::Failed("the worker is stopping".to_owned())),
             }
         })
     }
 
     fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
         Box::pin(async move {
-            self.client.download_to(file, dest).await.map(drop).map_err(|error| match error.status() {
+            self.transfers.download_to(file, dest).await.map(drop).map_err(|error| match error.status() {
                 Some(404) => ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}")),
                 _ => transfer_failed("download", file, &error),
             })
@@ -51,7 +64,7 @@ impl ContextBackend for ServerBackend {
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), ActivityError>> {
         Box::pin(async move {
-            self.client.upload_from(file, source, content_type).await.map(drop).map_err(|error| match error {
+            self.transfers.upload_from(file, source, content_type).await.map(drop).map_err(|error| match error {
                 ClientError::LocalFile { .. } => {
                     ActivityError::terminal(file_codes::LOCAL_FILE_NOT_FOUND, error.to_string())
                 }

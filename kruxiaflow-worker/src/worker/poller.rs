@@ -1,20 +1,25 @@
-//! The poll loop of one worker type.
+//! The poll loop of one worker type. It alone decides when to poll again: after work
+//! at once, after an empty answer in `poll_interval`, after a failure with a growing
+//! pause.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
 
 use super::shutdown::Phase;
-use super::{Shared, dispatch};
+use super::{Services, intake};
+use crate::client::ClientError;
 use crate::protocol::PollRequest;
 
 /// Claims activities while the worker runs. A slot is held before polling so that a
 /// poll never claims more than this worker can start right away: anything claimed but
 /// not started would sit idle while its lease runs down.
-pub(super) async fn poll_loop(shared: Arc<Shared>, worker: String) {
-    let mut phase = shared.phase.clone();
-    let mut failures: Option<Box<dyn Iterator<Item = Duration> + Send>> = None;
+pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase: watch::Receiver<Phase>) {
+    let mut outage = Outage::default();
+    let mut over_delivery_warned = false;
+    let mut pauses = services.retry.pauses();
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
@@ -22,36 +27,37 @@ pub(super) async fn poll_loop(shared: Arc<Shared>, worker: String) {
         let first = tokio::select! {
             biased;
             _ = phase.changed() => continue,
-            permit = Arc::clone(&shared.slots).acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            permit = Arc::clone(&services.slots).acquire_owned() => permit.expect("the slot semaphore is never closed"),
         };
         let mut permits = vec![first];
-        let batch = shared.config.poll_max_activities as usize;
+        let batch = services.config.poll_max_activities as usize;
         while permits.len() < batch {
-            match Arc::clone(&shared.slots).try_acquire_owned() {
+            match Arc::clone(&services.slots).try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
                 Err(_) => break,
             }
         }
         let request = PollRequest {
             worker: worker.clone(),
-            worker_id: shared.config.worker_id.clone(),
+            worker_id: services.config.worker_id.clone(),
             max_activities: permits.len() as u32,
         };
-        let pause = match shared.client.poll(&request).await {
+        // A poll in flight when a graceful shutdown starts may finish, so the
+        // activities it claimed are started (and drained) rather than stranded; the
+        // shutdown bounds how long it may take.
+        let pause = match services.client.poll(&request).await {
             Ok(items) => {
-                failures = None;
-                let found = !items.is_empty();
-                start_all(&shared, items, permits).await;
-                (!found).then_some(shared.config.poll_interval)
+                outage.ended(&worker);
+                pauses = services.retry.pauses();
+                let pause = items.is_empty().then_some(services.config.poll_interval);
+                start_all(&services, items, permits, &mut over_delivery_warned);
+                pause
             }
             Err(error) => {
                 drop(permits);
-                let delays = failures.get_or_insert_with(|| {
-                    Box::new(shared.retry.delays().chain(std::iter::repeat(shared.retry.max_delay)))
-                });
-                let delay = delays.next().unwrap_or(shared.retry.max_delay);
-                tracing::error!(%error, %worker, ?delay, "poll failed; polling again after a pause");
-                Some(delay)
+                let pause = pauses.next().unwrap_or(services.retry.max_delay);
+                outage.failed(&worker, &error, pause);
+                Some(pause)
             }
         };
         if let Some(pause) = pause {
@@ -64,14 +70,56 @@ pub(super) async fn poll_loop(shared: Arc<Shared>, worker: String) {
     tracing::debug!(%worker, "poller stopped");
 }
 
-async fn start_all(shared: &Arc<Shared>, items: Vec<serde_json::Value>, mut permits: Vec<OwnedSemaphorePermit>) {
+/// Starts what a poll claimed. A server sending more than asked is misbehaving (warned
+/// once per poller), but what it sent is claimed and must run.
+fn start_all(
+    services: &Arc<Services>,
+    items: Vec<Box<serde_json::value::RawValue>>,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    warned: &mut bool,
+) {
+    if items.len() > permits.len() && !std::mem::replace(warned, true) {
+        tracing::warn!(
+            asked = permits.len(),
+            got = items.len(),
+            "the server returned more activities than asked for; the extra ones wait for a free slot"
+        );
+    }
     for item in items {
-        let permit = match permits.pop() {
-            Some(permit) => permit,
-            // The server sent more than we asked for. The items are claimed, so they
-            // must run; waiting for a slot keeps the concurrency bound.
-            None => Arc::clone(&shared.slots).acquire_owned().await.expect("the slot semaphore is never closed"),
+        intake::admit(services, &item, permits.pop());
+    }
+}
+
+/// Logging of a run of failed polls: one WARN when it starts, then a line at growing
+/// intervals while it lasts, and one INFO when the server answers again.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    failures: u32,
+    next_report: Option<Instant>,
+}
+
+impl Outage {
+    fn failed(&mut self, worker: &str, error: &ClientError, pause: Duration) {
+        let now = Instant::now();
+        self.failures += 1;
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            self.next_report = Some(now + Duration::from_secs(10));
+            return tracing::warn!(%worker, %error, "server unreachable, retrying");
         };
-        dispatch::start(shared, item, permit);
+        if self.next_report.is_some_and(|at| now >= at) {
+            let lasted = now - since;
+            // Each reminder waits twice as long as the outage has lasted so far.
+            self.next_report = Some(now + lasted.max(Duration::from_secs(10)));
+            tracing::warn!(%worker, %error, failures = self.failures, ?pause, "server still unreachable after {}s", lasted.as_secs());
+        }
+    }
+
+    fn ended(&mut self, worker: &str) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(%worker, failures = self.failures, "server reachable again after {}s", since.elapsed().as_secs());
+            *self = Self::default();
+        }
     }
 }

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
 
-use super::Shared;
+use super::Services;
 use crate::context::CancelReason;
 
 /// Where the worker is in its life.
@@ -90,36 +92,43 @@ async fn wait_for_signal() {
     }
 }
 
-/// Waits for in-flight activities, then cancels what is left and waits for its reports.
-pub(super) async fn drain(shared: &Shared) {
-    shared.tasks.close();
-    let mut phase = shared.phase.clone();
-    let timeout = shared.config.shutdown_timeout;
-    let in_flight = shared.in_flight().len();
+/// Waits for in-flight attempts until `drain_deadline` (or a second signal), then
+/// cancels the rest, gives them the cancellation grace and their reports the flush
+/// timeout, and returns the activities whose reports could not be delivered.
+pub(super) async fn drain(
+    services: &Services,
+    mut phase: watch::Receiver<Phase>,
+    drain_deadline: Instant,
+) -> Vec<Uuid> {
+    services.tasks.close();
+    let in_flight = services.in_flight.len();
     if in_flight > 0 {
-        tracing::info!(in_flight, ?timeout, "draining in-flight activities");
+        tracing::info!(in_flight, timeout = ?services.config.shutdown_timeout, "draining in-flight activities");
     }
     tokio::select! {
-        () = shared.tasks.wait() => return,
-        () = tokio::time::sleep(timeout) => {}
-        _ = phase.wait_for(|p| *p == super::Phase::Immediate) => {}
+        () = services.tasks.wait() => return services.reporter.undelivered(),
+        () = tokio::time::sleep_until(drain_deadline) => {}
+        _ = phase.wait_for(|p| *p == Phase::Immediate) => {}
     }
-    let remaining: Vec<_> = shared.in_flight().values().cloned().collect();
-    tracing::warn!(
-        remaining = remaining.len(),
-        "cancelling activities still running; they will be failed as WORKER_SHUTDOWN"
-    );
-    for ctx in remaining {
-        ctx.cancel(CancelReason::Shutdown);
+    let cancelled = services.in_flight.cancel_all(CancelReason::Shutdown);
+    if cancelled > 0 {
+        tracing::warn!(cancelled, "cancelling activities still running; they will be failed as WORKER_SHUTDOWN");
     }
-    // Reports are retried until the server answers; bound the wait so a server that is
-    // gone for good cannot keep the process alive forever.
-    let flush = shared.config.cancellation_grace + timeout.max(Duration::from_secs(10));
-    if tokio::time::timeout(flush, shared.tasks.wait()).await.is_err() {
-        let undelivered: Vec<String> = shared.in_flight().keys().map(ToString::to_string).collect();
-        tracing::error!(
-            ?undelivered,
-            "reports could not be delivered before exit; these activities return to the queue when their leases expire"
-        );
+    let config = &services.config;
+    let flush_deadline = Instant::now() + config.cancellation_grace + config.report_flush_timeout;
+    if tokio::time::timeout_at(flush_deadline, services.tasks.wait()).await.is_err() {
+        services.reporter.give_up();
+        // Giving up ends every delivery at once; this wait only lets the tasks unwind.
+        let _ = tokio::time::timeout(UNWIND, services.tasks.wait()).await;
     }
+    let mut undelivered = services.reporter.undelivered();
+    for id in services.in_flight.ids() {
+        if !undelivered.contains(&id) {
+            undelivered.push(id);
+        }
+    }
+    undelivered
 }
+
+/// How long attempts get to unwind once their reports were given up.
+const UNWIND: Duration = Duration::from_millis(100);

@@ -4,9 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use kruxiaflow_worker::WorkerHandle;
-use kruxiaflow_worker::client::RetryPolicy;
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker::{RetryPolicy, WorkerHandle};
 use kruxiaflow_worker_testing::FakeServer;
 use serde_json::Value;
 use tokio::task::JoinHandle;

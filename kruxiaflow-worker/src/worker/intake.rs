@@ -1,0 +1,160 @@
+//! Turning the raw items of a poll into attempts, one by one: an item that cannot be
+//! understood is failed on its own and never takes the rest of the batch with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Services;
+use super::attempt::Attempt;
+use super::backend::ServerBackend;
+use crate::context::{ActivityContext, ActivityInfo, Spend};
+use crate::error::{ActivityError, codes};
+use crate::protocol::PendingActivity;
+use crate::report::Report;
+use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
+use crate::text::Escaped;
+
+/// The server's lease when an activity has no `timeout_seconds`.
+pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Timeouts from the server are clamped to this, so no number can overflow a clock.
+const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Starts the attempt of one poll item, holding `slot` (or waiting for one).
+pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<OwnedSemaphorePermit>) {
+    match serde_json::from_str::<PendingActivity>(raw.get()) {
+        Ok(item) => start(services, item, slot),
+        Err(error) => refuse(services, raw, &error),
+    }
+}
+
+fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSemaphorePermit>) {
+    let timeouts = Timeouts::for_item(&item, services.config.activity_timeout, services.config.heartbeat_interval);
+    let lease = services.leases.hold(item.activity_id, timeouts.heartbeat);
+    let backend = ServerBackend::new(
+        (services.client.clone(), services.control.clone(), services.transfers.clone()),
+        Arc::clone(lease.lease()),
+        item.activity_id,
+        services.config.worker_id.clone(),
+    );
+    let info = ActivityInfo {
+        activity_id: item.activity_id,
+        workflow_id: item.workflow_id,
+        activity_key: item.activity_key,
+        worker: item.worker,
+        activity_name: item.activity_name,
+        worker_id: services.config.worker_id.clone(),
+        signal: item.signal_data,
+        settings: item.settings,
+        output_definitions: item.output_definitions.unwrap_or_default(),
+        deadline: Instant::now().checked_add(timeouts.execution),
+    };
+    let ctx = ActivityContext::new(info, Arc::new(backend));
+    let Some(registration) = services.in_flight.register(&ctx) else {
+        tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
+        return;
+    };
+    let attempt =
+        Attempt { ctx, params: item.parameters, timeout: timeouts.execution, slot, lease, _registration: registration };
+    services.tasks.spawn(attempt.run(Arc::clone(services)));
+}
+
+/// An item that does not parse is failed terminally (it would not parse on a retry
+/// either), if it has an id to fail it by.
+fn refuse(services: &Arc<Services>, raw: &RawValue, error: &serde_json::Error) {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        activity_id: Uuid,
+    }
+    let Ok(IdOnly { activity_id }) = serde_json::from_str(raw.get()) else {
+        return tracing::error!(
+            error = %Escaped(&error.to_string()),
+            "poll item has no usable activity_id, so it cannot be reported; it stays claimed until its lease expires"
+        );
+    };
+    let message = format!("the worker could not parse this activity: {error}");
+    tracing::error!(%activity_id, error = %Escaped(&message), "failing a poll item that cannot be parsed");
+    let ending = Ending {
+        outcome: HandlerOutcome::Returned(Err(ActivityError::terminal(codes::INVALID_ACTIVITY, message))),
+        cancelled: None,
+        lease: LeaseState::Held,
+        spend: Spend::default(),
+        timeout: None,
+    };
+    let Some((report, body)): Option<(Report, _)> = settle(&services.config.worker_id, ending) else { return };
+    let services_for_task = Arc::clone(services);
+    services.tasks.spawn(async move { services_for_task.reporter.deliver(activity_id, report, body).await });
+}
+
+/// How long an attempt may run, and how often its lease is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Timeouts {
+    pub(super) execution: Duration,
+    pub(super) heartbeat: Duration,
+}
+
+impl Timeouts {
+    /// A positive `timeout_seconds` is both the execution timeout and the lease; without
+    /// one the worker's own timeout applies while the server's lease is 60 s. Heartbeats
+    /// go out at a third of the lease at least, so two may be lost without losing it.
+    pub(super) fn for_item(item: &PendingActivity, default_timeout: Duration, max_heartbeat: Duration) -> Self {
+        let given = item.timeout_seconds.filter(|&s| s > 0).map(|s| Duration::from_secs(s as u64).min(MAX_TIMEOUT));
+        let lease = given.unwrap_or(DEFAULT_LEASE);
+        Self { execution: given.unwrap_or(default_timeout), heartbeat: max_heartbeat.min(lease / 3) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn item(timeout_seconds: Option<i64>) -> PendingActivity {
+        PendingActivity {
+            activity_id: Uuid::nil(),
+            workflow_id: Uuid::nil(),
+            activity_key: "k".into(),
+            worker: "w".into(),
+            activity_name: "n".into(),
+            parameters: Value::Null,
+            settings: Value::Null,
+            timeout_seconds,
+            output_definitions: None,
+            signal_data: None,
+        }
+    }
+
+    #[test]
+    fn heartbeats_keep_short_and_default_leases() {
+        let thirty = Duration::from_secs(30);
+        let five_min = Duration::from_secs(300);
+        let t = Timeouts::for_item(&item(Some(6)), five_min, thirty);
+        assert_eq!(t, Timeouts { execution: Duration::from_secs(6), heartbeat: Duration::from_secs(2) });
+        let t = Timeouts::for_item(&item(None), five_min, thirty);
+        assert_eq!(t, Timeouts { execution: five_min, heartbeat: Duration::from_secs(20) });
+        let t = Timeouts::for_item(&item(Some(3600)), five_min, thirty);
+        assert_eq!(t.heartbeat, thirty);
+    }
+
+    #[test]
+    fn zero_or_negative_timeouts_mean_the_default_not_an_instant_timeout() {
+        let five_min = Duration::from_secs(300);
+        for bad in [0, -5] {
+            let t = Timeouts::for_item(&item(Some(bad)), five_min, Duration::from_secs(30));
+            assert_eq!(t.execution, five_min);
+            assert_eq!(t.heartbeat, Duration::from_secs(20));
+        }
+    }
+
+    #[test]
+    fn huge_timeouts_are_clamped_so_no_clock_overflows() {
+        let t = Timeouts::for_item(&item(Some(i64::MAX)), Duration::from_secs(300), Duration::from_secs(30));
+        assert_eq!(t, Timeouts { execution: MAX_TIMEOUT, heartbeat: Duration::from_secs(30) });
+        assert!(Instant::now().checked_add(t.execution).is_some());
+    }
+}
