@@ -27,7 +27,7 @@ use crate::text::escape_controls;
 
 use auth::TokenSource;
 pub use error::ClientError;
-pub(crate) use http::{HttpCustomizer, build_http};
+pub(crate) use http::{HttpCustomizer, Pools, build_pools};
 pub use retry::RetryPolicy;
 
 /// Talks to one Kruxia Flow API server.
@@ -91,8 +91,11 @@ impl ApiClient {
         body: Bytes,
     ) -> Result<ReportAck, ClientError> {
         let path = format!("/api/v1/activities/{activity_id}/{}", report.endpoint());
-        let what = format!("{} report", report.endpoint());
-        self.retry.retry_reports(&what, || self.post_json(&path, body.clone())).await
+        let what = match report {
+            Report::Complete(_) => "complete report",
+            Report::Fail(_) => "fail report",
+        };
+        self.retry.retry_reports(what, || self.post_json(&path, body.clone())).await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ApiClient, HttpCustomizer, RetryPolicy, build_http};
+use crate::client::{ApiClient, HttpCustomizer, Pools, RetryPolicy, build_pools};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::registry::ActivityRegistry;
@@ -142,16 +142,15 @@ impl WorkerManager {
                 self.config.api_url
             );
         }
-        let control_http = build_http(&self.config, self.http.as_ref())?;
-        let transfers_http = build_http(&self.config, self.http.as_ref())?;
+        let Pools { control, transfers } = build_pools(&self.config, self.http.as_ref())?;
         let activities = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("kruxiaflow-activity")
             .build()
             .map_err(|e| WorkerError::Runtime(e.to_string()))?;
-        let client = ApiClient::new(&self.config, self.retry, control_http);
+        let client = ApiClient::new(&self.config, self.retry, control);
         let services = Arc::new(Services {
-            transfers: client.with_http(transfers_http),
+            transfers: client.with_http(transfers),
             leases: LeaseKeeper::start(client.clone(), self.config.worker_id.clone()),
             reporter: Reporter::new(client.clone()),
             client,

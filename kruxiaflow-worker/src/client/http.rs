@@ -9,26 +9,36 @@ use crate::config::{ConfigError, WorkerConfig, env};
 /// extra roots), applied after the worker's own settings.
 pub(crate) type HttpCustomizer = Arc<dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync>;
 
-/// A connection pool for the worker: no redirects (a redirect could carry the client
-/// secret or a token to another origin), a bounded connect, TLS trusting the bundled
-/// web roots, the operating system's roots, and the CA file of the configuration.
-pub(crate) fn build_http(
-    config: &WorkerConfig,
-    customize: Option<&HttpCustomizer>,
-) -> Result<reqwest::Client, ConfigError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.http_timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("kruxiaflow-worker-rust/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &config.ca_cert_file {
-        for certificate in read_certificates(path)? {
-            builder = builder.add_root_certificate(certificate);
+/// The worker's two connection pools: one for its own control traffic, one for file
+/// transfers made by activity code. Control requests must never ride a connection an
+/// activity opened, since such a connection is driven by an activity thread.
+pub(crate) struct Pools {
+    pub(crate) control: reqwest::Client,
+    pub(crate) transfers: reqwest::Client,
+}
+
+/// Builds both pools alike: no redirects (a redirect could carry the client secret or
+/// a token to another origin), a bounded connect, TLS trusting the bundled web roots,
+/// the operating system's roots, and the CA file of the configuration (read once).
+pub(crate) fn build_pools(config: &WorkerConfig, customize: Option<&HttpCustomizer>) -> Result<Pools, ConfigError> {
+    let certificates = match &config.ca_cert_file {
+        Some(path) => read_certificates(path)?,
+        None => Vec::new(),
+    };
+    let build = || {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.http_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("kruxiaflow-worker-rust/", env!("CARGO_PKG_VERSION")));
+        for certificate in &certificates {
+            builder = builder.add_root_certificate(certificate.clone());
         }
-    }
-    if let Some(customize) = customize {
-        builder = customize(builder);
-    }
-    builder.build().map_err(|e| ConfigError::HttpClient(crate::text::escape_controls(&e.to_string()).into_owned()))
+        if let Some(customize) = customize {
+            builder = customize(builder);
+        }
+        builder.build().map_err(|e| ConfigError::HttpClient(crate::text::escape_controls(&e.to_string()).into_owned()))
+    };
+    Ok(Pools { control: build()?, transfers: build()? })
 }
 
 fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {

@@ -16,7 +16,6 @@ use super::backend::ServerBackend;
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
-use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
 use crate::text::Escaped;
 
@@ -86,9 +85,10 @@ fn refuse(services: &Arc<Services>, raw: &RawValue, error: &serde_json::Error) {
         spend: Spend::default(),
         timeout: None,
     };
-    let Some((report, body)): Option<(Report, _)> = settle(&services.config.worker_id, ending) else { return };
-    let services_for_task = Arc::clone(services);
-    services.tasks.spawn(async move { services_for_task.reporter.deliver(activity_id, report, body).await });
+    // With the lease held, the settle rule always reports.
+    let Some((report, body)) = settle(&services.config.worker_id, ending) else { return };
+    let task_services = Arc::clone(services);
+    services.tasks.spawn(async move { task_services.reporter.deliver(activity_id, report, body).await });
 }
 
 /// How long an attempt may run, and how often its lease is renewed.

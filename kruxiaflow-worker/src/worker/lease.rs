@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -17,6 +17,10 @@ use crate::context::{BoxFuture, HeartbeatError};
 use crate::protocol::HeartbeatResponse;
 use crate::settle::LeaseState;
 
+const HELD: u8 = 0;
+const UNKNOWN: u8 = 1;
+const LOST: u8 = 2;
+
 /// The lease of one attempt as last heard from the server.
 pub(super) struct Lease {
     state: AtomicU8,
@@ -25,14 +29,14 @@ pub(super) struct Lease {
 
 impl Lease {
     fn new() -> Self {
-        Self { state: AtomicU8::new(0), changed: Notify::new() }
+        Self { state: AtomicU8::new(HELD), changed: Notify::new() }
     }
 
     pub(super) fn state(&self) -> LeaseState {
         match self.state.load(Ordering::Acquire) {
-            0 => LeaseState::Held,
-            1 => LeaseState::Lost,
-            _ => LeaseState::Unknown,
+            HELD => LeaseState::Held,
+            UNKNOWN => LeaseState::Unknown,
+            _ => LeaseState::Lost,
         }
     }
 
@@ -70,24 +74,30 @@ impl Lease {
             }
         };
         let (state, error) = judged;
-        // Lost is final: a later answer cannot give the lease back.
-        let code = if state == LeaseState::Lost { 1 } else { 2 };
-        if self.state.fetch_max(code, Ordering::AcqRel) != code {
+        // States only move forward (held → unknown → lost): a later answer cannot give
+        // a lost lease back.
+        let code = if state == LeaseState::Lost { LOST } else { UNKNOWN };
+        if self.state.fetch_max(code, Ordering::AcqRel) < code {
             self.changed.notify_waiters();
         }
         Err(error)
     }
 }
 
+/// Each hold has its own key: the server can hand out an activity that already runs
+/// here, and the second hold (dropped at once) must not release the first.
+type HoldKey = u64;
+
 enum Command {
-    Hold { activity_id: Uuid, interval: Duration, lease: Arc<Lease> },
-    Release { activity_id: Uuid },
+    Hold { key: HoldKey, activity_id: Uuid, interval: Duration, lease: Arc<Lease> },
+    Release { key: HoldKey },
 }
 
 /// Hands out leases to keep; cheap to clone.
 #[derive(Clone)]
 pub(super) struct LeaseKeeper {
     commands: mpsc::UnboundedSender<Command>,
+    next_key: Arc<AtomicU64>,
 }
 
 impl LeaseKeeper {
@@ -95,22 +105,23 @@ impl LeaseKeeper {
     pub(super) fn start(client: ApiClient, worker_id: String) -> Self {
         let (commands, received) = mpsc::unbounded_channel();
         tokio::spawn(keep(client, worker_id, received));
-        Self { commands }
+        Self { commands, next_key: Arc::default() }
     }
 
     /// Heartbeats `activity_id` every `interval` until the guard is dropped.
     pub(super) fn hold(&self, activity_id: Uuid, interval: Duration) -> LeaseGuard {
         let lease = Arc::new(Lease::new());
-        let hold = Command::Hold { activity_id, interval, lease: Arc::clone(&lease) };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let hold = Command::Hold { key, activity_id, interval, lease: Arc::clone(&lease) };
         // The keeper outlives every guard (it stops only once they are all dropped).
         let _ = self.commands.send(hold);
-        LeaseGuard { activity_id, lease, commands: self.commands.clone() }
+        LeaseGuard { key, lease, commands: self.commands.clone() }
     }
 }
 
 /// A lease being kept; dropping it stops the heartbeats.
 pub(super) struct LeaseGuard {
-    activity_id: Uuid,
+    key: HoldKey,
     lease: Arc<Lease>,
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -123,59 +134,89 @@ impl LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Release { activity_id: self.activity_id });
+        let _ = self.commands.send(Command::Release { key: self.key });
     }
 }
 
 struct Held {
+    activity_id: Uuid,
     lease: Arc<Lease>,
     interval: Duration,
     /// `None` while its heartbeat is in flight.
     due: Option<delay_queue::Key>,
 }
 
-type Beat = BoxFuture<'static, (Uuid, Result<HeartbeatResponse, ClientError>)>;
+type Beat = BoxFuture<'static, (HoldKey, Result<HeartbeatResponse, ClientError>)>;
 
 async fn keep(client: ApiClient, worker_id: String, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut held: HashMap<Uuid, Held> = HashMap::new();
-    let mut due: DelayQueue<Uuid> = DelayQueue::new();
+    let mut held: HashMap<HoldKey, Held> = HashMap::new();
+    let mut due: DelayQueue<HoldKey> = DelayQueue::new();
     let mut beats: FuturesUnordered<Beat> = FuturesUnordered::new();
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Hold { activity_id, interval, lease }) => {
-                    let key = due.insert(activity_id, interval);
-                    held.insert(activity_id, Held { lease, interval, due: Some(key) });
+                Some(Command::Hold { key, activity_id, interval, lease }) => {
+                    let due_key = due.insert(key, interval);
+                    held.insert(key, Held { activity_id, lease, interval, due: Some(due_key) });
                 }
-                Some(Command::Release { activity_id }) => {
-                    if let Some(Held { due: Some(key), .. }) = held.remove(&activity_id) {
-                        due.remove(&key);
+                Some(Command::Release { key }) => {
+                    if let Some(Held { due: Some(due_key), .. }) = held.remove(&key) {
+                        due.remove(&due_key);
                     }
                 }
                 None => break,
             },
             Some(expired) = due.next(), if !due.is_empty() => {
-                let activity_id = expired.into_inner();
-                if let Some(entry) = held.get_mut(&activity_id) {
+                let key = expired.into_inner();
+                if let Some(entry) = held.get_mut(&key) {
                     entry.due = None;
-                    let (client, worker_id) = (client.clone(), worker_id.clone());
-                    beats.push(Box::pin(async move { (activity_id, client.heartbeat(activity_id, &worker_id).await) }));
+                    let (client, worker_id, activity_id) = (client.clone(), worker_id.clone(), entry.activity_id);
+                    beats.push(Box::pin(async move { (key, client.heartbeat(activity_id, &worker_id).await) }));
                 }
             }
-            Some((activity_id, answer)) = beats.next(), if !beats.is_empty() => {
-                let Some(entry) = held.get_mut(&activity_id) else { continue };
+            Some((key, answer)) = beats.next(), if !beats.is_empty() => {
+                let Some(entry) = held.get_mut(&key) else { continue };
                 match entry.lease.judge(answer) {
                     Ok(response) => {
                         if let Some(suggested) = response.next_heartbeat_seconds.filter(|&s| s > 0) {
                             entry.interval = entry.interval.min(Duration::from_secs(suggested));
                         }
-                        entry.due = Some(due.insert(activity_id, entry.interval));
+                        entry.due = Some(due.insert(key, entry.interval));
                     }
-                    Err(HeartbeatError::Failed(_)) => entry.due = Some(due.insert(activity_id, entry.interval)),
+                    Err(HeartbeatError::Failed(_)) => entry.due = Some(due.insert(key, entry.interval)),
                     // Lost or unknown: nothing more to renew.
                     Err(_) => {}
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Result<HeartbeatResponse, ClientError> {
+        Err(ClientError::from_body("u", status, b""))
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_stays_lost_and_wakes_whoever_waits_for_it() {
+        let lease = Arc::new(Lease::new());
+        let waiter = tokio::spawn({
+            let lease = Arc::clone(&lease);
+            async move { lease.lost().await }
+        });
+        assert_eq!(lease.judge(status(503)), Err(HeartbeatError::Failed("u answered 503: (empty body)".into())));
+        assert_eq!(lease.state(), LeaseState::Held);
+        assert_eq!(lease.judge(status(404)), Err(HeartbeatError::NotFound));
+        assert_eq!(lease.state(), LeaseState::Unknown);
+        assert_eq!(lease.judge(status(409)), Err(HeartbeatError::LeaseLost));
+        assert_eq!(lease.state(), LeaseState::Lost);
+        waiter.await.unwrap();
+        let ok = Ok(HeartbeatResponse { acknowledged: true, next_heartbeat_seconds: None });
+        assert!(lease.judge(ok).is_ok());
+        assert_eq!(lease.judge(status(404)), Err(HeartbeatError::NotFound));
+        assert_eq!(lease.state(), LeaseState::Lost, "nothing gives a lost lease back");
     }
 }

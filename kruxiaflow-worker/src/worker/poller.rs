@@ -19,7 +19,8 @@ use crate::protocol::PollRequest;
 pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase: watch::Receiver<Phase>) {
     let mut outage = Outage::default();
     let mut over_delivery_warned = false;
-    let mut pauses = services.retry.pauses();
+    // The pauses of the current run of failures, if there is one.
+    let mut pauses = None;
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
@@ -48,14 +49,15 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
         let pause = match services.client.poll(&request).await {
             Ok(items) => {
                 outage.ended(&worker);
-                pauses = services.retry.pauses();
+                pauses = None;
                 let pause = items.is_empty().then_some(services.config.poll_interval);
                 start_all(&services, items, permits, &mut over_delivery_warned);
                 pause
             }
             Err(error) => {
                 drop(permits);
-                let pause = pauses.next().unwrap_or(services.retry.max_delay);
+                let pause = pauses.get_or_insert_with(|| services.retry.pauses()).next();
+                let pause = pause.unwrap_or(services.retry.max_delay);
                 outage.failed(&worker, &error, pause);
                 Some(pause)
             }
@@ -110,7 +112,8 @@ impl Outage {
         };
         if self.next_report.is_some_and(|at| now >= at) {
             let lasted = now - since;
-            // Each reminder waits twice as long as the outage has lasted so far.
+            // Each reminder waits as long as the outage has lasted so far (at least
+            // 10 s), so a long outage logs a handful of lines, not one per poll.
             self.next_report = Some(now + lasted.max(Duration::from_secs(10)));
             tracing::warn!(%worker, %error, failures = self.failures, ?pause, "server still unreachable after {}s", lasted.as_secs());
         }

@@ -254,6 +254,33 @@ async fn an_activity_already_running_here_is_not_started_twice() {
 }
 
 #[tokio::test]
+async fn an_activity_handed_out_again_while_running_here_keeps_its_heartbeats() {
+    let server = FakeServer::start().await;
+    let mut registry = ActivityRegistry::new();
+    registry.register(
+        activity("long", |_p, _c| async {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            Ok(ActivityResult::value("ran", true))
+        }),
+        "rust",
+    );
+    let id = server.enqueue(NewActivity::new("rust", "long"));
+    let config = WorkerConfig { heartbeat_interval: Duration::from_millis(200), ..config(&server) };
+    let worker = RunningWorker::start(config, registry);
+
+    eventually("the activity runs", || server.running_activities().contains(&id)).await;
+    server.advance_clock(Duration::from_secs(61));
+    eventually("the worker's poll reclaims it", || server.activity(id).unwrap().claims == 2).await;
+    let beats = || server.requests_to(Endpoint::Heartbeat).iter().filter(|r| r.activity_id == Some(id)).count();
+    let after_reclaim = beats();
+    eventually("heartbeats go on for the attempt still running", || beats() >= after_reclaim + 2).await;
+    let completion = server.wait_for(id).await.expect_completed().clone();
+    worker.stop().await.unwrap();
+
+    assert_eq!(completion.output["ran"], true);
+}
+
+#[tokio::test]
 async fn an_odd_poll_item_is_failed_without_stranding_the_rest_of_the_batch() {
     let server = FakeServer::start().await;
     let mut registry = ActivityRegistry::new();

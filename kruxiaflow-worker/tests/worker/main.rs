@@ -12,4 +12,5 @@ mod mock_parity;
 mod reports;
 mod scripted;
 mod shutdown;
+mod tls;
 mod wire;
