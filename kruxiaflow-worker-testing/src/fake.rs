@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use activity::{ActivitySnapshot, Completion, Failure, NewActivity, Outcome, RetrySettings, RetryStrategy, Status};
 pub use endpoint::Endpoint;
-pub use faults::{ChaosConfig, Fault};
+pub use faults::{ChaosConfig, Fault, REDIRECT_LOCATION};
 pub use files::StoredFile;
 pub use log::RequestRecord;
 pub use state::StreamRecord;
@@ -318,6 +318,25 @@ impl FakeServer {
     /// Makes the next `times` requests to `endpoint` misbehave with `fault`.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: usize) {
         self.state.faults.push(endpoint, fault, times);
+    }
+
+    /// Adds `item` to the next successful poll answer, byte for byte (after the
+    /// activities the poll claimed), to test a worker against items no JSON parser
+    /// accepts: `parameters` nested 200 deep, `1e400`, a lone `"\ud800"` escape.
+    pub fn inject_raw_poll_item(&self, item: impl Into<String>) {
+        self.state.faults.push_raw_poll_item(item.into());
+    }
+
+    /// Makes every poll claim `extra` activities beyond its `max_activities`, as a
+    /// misbehaving server might (`0` restores the protocol's behaviour).
+    pub fn set_over_delivery(&self, extra: u32) {
+        self.state.faults.set_over_delivery(extra);
+    }
+
+    /// Sends the response bodies of `endpoint` (e.g. [`Endpoint::FileDownload`]) at
+    /// `bytes_per_second`: a slow link.
+    pub fn set_bandwidth(&self, endpoint: Endpoint, bytes_per_second: u64) {
+        self.state.faults.set_bandwidth(endpoint, bytes_per_second);
     }
 
     /// Delays every request to `endpoint` (or to all, with [`Endpoint::Any`]).

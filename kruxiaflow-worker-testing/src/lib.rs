@@ -17,6 +17,6 @@ mod mock;
 
 pub use fake::{
     ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
-    Outcome, RequestRecord, RetrySettings, RetryStrategy, Status,
+    Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status,
 };
 pub use mock::{LogLevel, LogLine, MockContext, Upload};

@@ -27,7 +27,19 @@ pub enum Fault {
     DropBeforeCommit,
     /// Send the headers (with the full `Content-Length`) and only half of the body.
     TruncateBody,
+    /// Never answer; nothing is applied.
+    Hang,
+    /// Answer `307 Temporary Redirect` to [`REDIRECT_LOCATION`]; nothing is applied. A
+    /// client that follows it would re-send the request (a token request's secret
+    /// included) to another origin.
+    Redirect,
+    /// Answer `200 OK` with an HTML page, as a proxy's login page would; nothing is
+    /// applied.
+    HtmlPage,
 }
+
+/// Where [`Fault::Redirect`] points: another origin on the loopback interface.
+pub const REDIRECT_LOCATION: &str = "http://127.0.0.2:9/elsewhere";
 
 /// Random faults on every endpoint, drawn from a seeded generator so that a run can be
 /// replayed. Scripted faults ([`FakeServer::inject`](super::FakeServer::inject)) still
@@ -61,6 +73,12 @@ impl ChaosConfig {
 
 #[derive(Default)]
 pub(crate) struct Faults {
+    /// Poll items sent verbatim with the next poll answers, one each.
+    raw_poll_items: Mutex<VecDeque<String>>,
+    /// Activities claimed per poll beyond what was asked for.
+    over_delivery: std::sync::atomic::AtomicU32,
+    /// Bytes per second for response bodies, per endpoint.
+    bandwidth: Mutex<HashMap<Endpoint, u64>>,
     scripted: Mutex<HashMap<Endpoint, VecDeque<Fault>>>,
     latency: Mutex<HashMap<Endpoint, Duration>>,
     injected: Mutex<HashMap<Fault, u64>>,
@@ -78,6 +96,9 @@ impl Faults {
     pub(crate) fn clear(&self) {
         lock(&self.scripted).clear();
         lock(&self.latency).clear();
+        lock(&self.raw_poll_items).clear();
+        lock(&self.bandwidth).clear();
+        self.over_delivery.store(0, Ordering::Relaxed);
     }
 
     /// The fault for this request: a scripted one, else a random one in chaos mode.
@@ -128,6 +149,30 @@ impl Faults {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
         }
+    }
+
+    pub(crate) fn push_raw_poll_item(&self, item: String) {
+        lock(&self.raw_poll_items).push_back(item);
+    }
+
+    pub(crate) fn take_raw_poll_item(&self) -> Option<String> {
+        lock(&self.raw_poll_items).pop_front()
+    }
+
+    pub(crate) fn set_over_delivery(&self, extra: u32) {
+        self.over_delivery.store(extra, Ordering::Relaxed);
+    }
+
+    pub(crate) fn over_delivery(&self) -> u32 {
+        self.over_delivery.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_bandwidth(&self, endpoint: Endpoint, bytes_per_second: u64) {
+        lock(&self.bandwidth).insert(endpoint, bytes_per_second.max(1));
+    }
+
+    pub(crate) fn bandwidth(&self, endpoint: Endpoint) -> Option<u64> {
+        lock(&self.bandwidth).get(&endpoint).copied()
     }
 
     pub(crate) fn injected(&self) -> HashMap<Fault, u64> {

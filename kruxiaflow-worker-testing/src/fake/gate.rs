@@ -40,6 +40,14 @@ pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request
         fault = if endpoint.is_protected() || endpoint == Endpoint::Token { state.faults.next(endpoint) } else { None };
         apply(fault, request, next).await
     };
+    let response = match endpoint {
+        Endpoint::Poll => with_raw_poll_item(&state, response).await,
+        _ => response,
+    };
+    let response = match state.faults.bandwidth(endpoint) {
+        Some(rate) => throttled(response, rate),
+        None => response,
+    };
     let status = if matches!(fault, Some(Fault::DropAfterCommit | Fault::DropBeforeCommit)) {
         0
     } else {
@@ -108,7 +116,53 @@ async fn apply(fault: Option<Fault>, request: Request, next: Next) -> (Response,
             let claimed = claimed(&response);
             (truncate(response).await, claimed)
         }
+        Some(Fault::Hang) => std::future::pending().await,
+        Some(Fault::Redirect) => refused(
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, super::faults::REDIRECT_LOCATION)]).into_response(),
+        ),
+        Some(Fault::HtmlPage) => refused(
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], "<html><body><h1>Please sign in</h1></body></html>")
+                .into_response(),
+        ),
     }
+}
+
+/// Adds a raw poll item (scheduled with `FakeServer::inject_raw_poll_item`) to a
+/// successful poll answer, byte for byte: it may be JSON no parser accepts.
+async fn with_raw_poll_item(state: &ServerState, response: Response) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let Some(item) = state.faults.take_raw_poll_item() else { return response };
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else { return dropped_connection() };
+    let text = String::from_utf8_lossy(&bytes);
+    // The answer is `{"activities":[...],"count":n}`: the item goes at the array's end.
+    let Some(end) = text.rfind("],\"count\"") else { return Response::from_parts(parts, Body::from(bytes)) };
+    let separator = if text[..end].ends_with('[') { "" } else { "," };
+    let spliced = format!("{}{separator}{item}{}", &text[..end], &text[end..]);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(spliced))
+}
+
+/// Sends the body at `bytes_per_second`, in tenths of a second.
+fn throttled(response: Response, bytes_per_second: u64) -> Response {
+    let (parts, body) = response.into_parts();
+    let chunk = usize::try_from(bytes_per_second / 10).unwrap_or(usize::MAX).max(1);
+    let pieces = body.into_data_stream().flat_map(move |data| {
+        let pieces: Vec<Result<bytes::Bytes, axum::Error>> = match data {
+            Ok(bytes) => {
+                (0..bytes.len()).step_by(chunk).map(|at| Ok(bytes.slice(at..(at + chunk).min(bytes.len())))).collect()
+            }
+            Err(error) => vec![Err(error)],
+        };
+        futures_util::stream::iter(pieces)
+    });
+    let paced = pieces.then(|piece| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        piece
+    });
+    Response::from_parts(parts, Body::from_stream(paced))
 }
 
 /// A response whose body fails at once: the server aborts the connection, so the

@@ -140,3 +140,82 @@ async fn injected_faults_are_counted() {
     api.heartbeat(id, WORKER_ID).await;
     assert_eq!(server.faults_injected()[&Fault::Status(503)], 2);
 }
+
+#[tokio::test]
+async fn a_hanging_endpoint_never_answers() {
+    let server = FakeServer::start().await;
+    server.inject(Endpoint::Token, Fault::Hang, 1);
+    let api = Api::new(&server);
+    let token = api.post("/api/v1/oauth/token", json!({"grant_type": "client_credentials"}));
+    assert!(tokio::time::timeout(Duration::from_millis(300), token).await.is_err(), "it answered");
+}
+
+#[tokio::test]
+async fn a_redirect_points_at_another_origin_and_changes_nothing() {
+    let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
+    server.inject(Endpoint::Complete, Fault::Redirect, 1);
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let api = Api { http: no_redirects, ..api };
+    let reply = api
+        .send(
+            api.http
+                .post(format!("{}/api/v1/activities/{id}/complete", api.base))
+                .json(&json!({"worker_id": WORKER_ID, "output": {}})),
+        )
+        .await;
+    assert_eq!(reply.status, 307);
+    assert_eq!(server.activity(id).unwrap().status, Status::Running);
+    assert_eq!(kruxiaflow_worker_testing::REDIRECT_LOCATION, "http://127.0.0.2:9/elsewhere");
+}
+
+#[tokio::test]
+async fn an_html_page_is_a_200_that_is_not_json() {
+    let server = FakeServer::start().await;
+    server.inject(Endpoint::Token, Fault::HtmlPage, 1);
+    let reply = Api::new(&server).post("/api/v1/oauth/token", json!({"grant_type": "client_credentials"})).await;
+    assert_eq!((reply.status, reply.content_type.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(reply.json.is_none());
+    assert_eq!(reply.text, "<html><body><h1>Please sign in</h1></body></html>");
+}
+
+#[tokio::test]
+async fn a_raw_poll_item_is_sent_byte_for_byte_after_the_claimed_ones() {
+    let server = FakeServer::start().await;
+    let id = server.enqueue(NewActivity::new("vectors", "a"));
+    let raw = r#"{"activity_id":"0193b2c4-0000-7000-8000-0000000000d2","parameters":1e400}"#;
+    server.inject_raw_poll_item(raw);
+    let api = Api::new(&server);
+    let reply = api.poll("vectors", WORKER_ID, 10).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text.starts_with(r#"{"activities":[{"#), "{}", reply.text);
+    assert!(reply.text.contains(&id.to_string()));
+    assert!(reply.text.ends_with(&format!(r#",{raw}],"count":1}}"#)), "{}", reply.text);
+    let empty = api.poll("vectors", WORKER_ID, 10).await;
+    assert_eq!(empty.text, r#"{"activities":[],"count":0}"#, "one poll per raw item");
+}
+
+#[tokio::test]
+async fn over_delivery_claims_more_than_asked_for() {
+    let server = FakeServer::start().await;
+    for _ in 0..4 {
+        server.enqueue(NewActivity::new("vectors", "a"));
+    }
+    server.set_over_delivery(2);
+    let claimed = Api::new(&server).claim("vectors", WORKER_ID, 1).await;
+    assert_eq!(claimed.len(), 3);
+}
+
+#[tokio::test]
+async fn a_slow_link_sends_the_body_at_the_set_rate() {
+    let server = FakeServer::start().await;
+    let workflow_id = Uuid::now_v7();
+    server.seed_file(workflow_id, "input", "data.bin", &[7u8; 30_000], None);
+    server.set_bandwidth(Endpoint::FileDownload, 100_000);
+    let started = Instant::now();
+    let reply =
+        Api::new(&server).get(&format!("/api/v1/workflows/{workflow_id}/activities/input/files/data.bin")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text.len(), 30_000);
+    // Three pieces of 10,000 bytes, each after a tenth of a second.
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+}

@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kruxiaflow_worker::prelude::*;
-use kruxiaflow_worker_testing::{Endpoint, FakeServer, Fault, NewActivity};
+use kruxiaflow_worker_testing::{Endpoint, FakeServer, Fault, NewActivity, RetrySettings};
 use serde_json::json;
 
 use crate::common::{RunningWorker, activity, config, echo, eventually};
 use crate::scripted::{ScriptedServer, TokenMode, item};
 
 const GOOD_A: &str = "0193b2c4-0000-7000-8000-00000000000a";
-const GOOD_B: &str = "0193b2c4-0000-7000-8000-00000000000b";
 const DEEP: &str = "0193b2c4-0000-7000-8000-0000000000d1";
 const HUGE: &str = "0193b2c4-0000-7000-8000-0000000000d2";
 const SURROGATE: &str = "0193b2c4-0000-7000-8000-0000000000d3";
@@ -30,38 +29,28 @@ fn scripted_config(server: &ScriptedServer) -> WorkerConfig {
 
 #[tokio::test]
 async fn poison_items_fail_alone_and_the_rest_of_their_batch_runs() {
-    let server = ScriptedServer::start().await;
+    let server = FakeServer::start().await;
+    let good = [server.enqueue(NewActivity::new("rust", "echo").params(json!({"n": 1})))];
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-    let items = [
-        item(GOOD_A, "echo", r#"{"n":1}"#),
-        item(DEEP, "echo", &deep),
-        item(HUGE, "echo", "1e400"),
-        item(SURROGATE, "echo", r#""\ud800""#),
-        item(GOOD_B, "echo", r#"{"n":2}"#),
-    ];
-    server.answer_next_poll(&format!(r#"{{"activities":[{}]}}"#, items.join(",")));
+    for (id, parameters) in [(DEEP, deep.as_str()), (HUGE, "1e400"), (SURROGATE, r#""\ud800""#)] {
+        server.inject_raw_poll_item(item(id, "echo", parameters));
+    }
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
-    let worker =
-        RunningWorker::start(WorkerConfig { max_concurrent_activities: 8, ..scripted_config(&server) }, registry);
+    let config = WorkerConfig { max_concurrent_activities: 8, poll_max_activities: 8, ..config(&server) };
+    let worker = RunningWorker::start(config, registry);
 
-    eventually("every item is reported", || {
-        [GOOD_A, GOOD_B, DEEP, HUGE, SURROGATE].iter().all(|id| !server.reports(id).is_empty())
-    })
-    .await;
+    let completion = server.wait_for(good[0]).await.expect_completed().clone();
+    let failed = |id: &str| {
+        let id = id.parse().unwrap();
+        server.requests_to(Endpoint::Fail).into_iter().find(|r| r.activity_id == Some(id)).and_then(|r| r.body)
+    };
+    eventually("every poison item is failed", || [DEEP, HUGE, SURROGATE].iter().all(|id| failed(id).is_some())).await;
     worker.stop().await.unwrap();
 
-    for (id, n) in [(GOOD_A, 1), (GOOD_B, 2)] {
-        let reports = server.reports(id);
-        assert_eq!(reports.len(), 1);
-        assert!(reports[0].0.ends_with("/complete"));
-        assert_eq!(reports[0].1["output"]["echo"], json!({"n": n}));
-    }
+    assert_eq!(completion.output["echo"], json!({"n": 1}));
     for (id, detail) in [(DEEP, "recursion limit exceeded"), (HUGE, "number out of range"), (SURROGATE, "hex escape")] {
-        let reports = server.reports(id);
-        assert_eq!(reports.len(), 1, "{id}");
-        let (path, body) = &reports[0];
-        assert!(path.ends_with("/fail"), "{id}: {path}");
+        let body = failed(id).unwrap();
         assert_eq!(body["error"]["code"], "INVALID_ACTIVITY");
         assert_eq!(body["error"]["retryable"], false);
         let message = body["error"]["message"].as_str().unwrap();
@@ -153,6 +142,28 @@ async fn a_completion_survives_a_token_endpoint_that_refuses_for_a_while() {
 }
 
 #[tokio::test]
+async fn a_completion_survives_a_token_endpoint_answering_an_html_page() {
+    let server = FakeServer::builder().auth("worker", "secret").start().await;
+    let mut registry = ActivityRegistry::new();
+    registry.register(echo(), "rust");
+    let worker = RunningWorker::start(config(&server).with_credentials("worker", "secret"), registry);
+    eventually("the worker has a token", || server.tokens_issued() == 1).await;
+
+    // From now on the next token requests get a login page; the one activity's
+    // completion needs a fresh token.
+    server.revoke_tokens();
+    server.inject(Endpoint::Token, Fault::HtmlPage, 5);
+    let id = server.enqueue(NewActivity::new("rust", "echo").params(json!("kept")));
+    let completion = server.wait_for(id).await.expect_completed().clone();
+    worker.stop().await.unwrap();
+
+    assert_eq!(completion.output["echo"], "kept");
+    assert_eq!(completion.attempts, 1);
+    let pages = server.requests_to(Endpoint::Token).iter().filter(|r| r.fault == Some(Fault::HtmlPage)).count();
+    assert_eq!(pages, 5);
+}
+
+#[tokio::test]
 async fn shutdown_with_a_frozen_server_ends_within_the_bound_and_names_the_undelivered() {
     let server = FakeServer::start().await;
     let mut registry = ActivityRegistry::new();
@@ -238,14 +249,12 @@ async fn nan_and_infinite_outputs_fail_as_invalid_output_naming_the_output() {
 
 #[tokio::test]
 async fn a_file_download_slower_than_the_http_timeout_succeeds_while_it_moves() {
-    let server = ScriptedServer::start().await;
+    let server = FakeServer::start().await;
+    let workflow_id = uuid::Uuid::now_v7();
+    server.seed_file(workflow_id, "input", "data.bin", &[7u8; 250_000], None);
     // 2.5 s of transfer with a 1 s HTTP timeout: only a stall would be an error.
-    server.slow_file(vec![7u8; 250_000], 100_000);
-    let reference = "postgres://0193b2c4-ffee-7aa0-9b11-2c3d4e5f6071/input/data.bin";
-    server.answer_next_poll(&format!(
-        r#"{{"activities":[{}]}}"#,
-        item(GOOD_A, "fetch", &format!(r#"{{"file": "{reference}"}}"#))
-    ));
+    server.set_bandwidth(Endpoint::FileDownload, 100_000);
+    let reference = format!("postgres://{workflow_id}/input/data.bin");
     let mut registry = ActivityRegistry::new();
     registry.register(
         activity("fetch", |p, ctx| async move {
@@ -254,14 +263,13 @@ async fn a_file_download_slower_than_the_http_timeout_succeeds_while_it_moves() 
         }),
         "rust",
     );
-    let config = WorkerConfig { http_timeout: Duration::from_secs(1), ..scripted_config(&server) };
-    let worker = RunningWorker::start(config, registry);
-    eventually("the activity is reported", || !server.reports(GOOD_A).is_empty()).await;
+    let id = server.enqueue(NewActivity::new("rust", "fetch").params(json!({"file": reference})));
+    let worker =
+        RunningWorker::start(WorkerConfig { http_timeout: Duration::from_secs(1), ..config(&server) }, registry);
+    let completion = server.wait_for(id).await.expect_completed().clone();
     worker.stop().await.unwrap();
 
-    let (path, body) = &server.reports(GOOD_A)[0];
-    assert!(path.ends_with("/complete"), "{body}");
-    assert_eq!(body["output"]["bytes"], 250_000);
+    assert_eq!(completion.output["bytes"], 250_000);
 }
 
 #[tokio::test]
@@ -281,10 +289,11 @@ async fn a_redirect_is_never_followed_so_the_secret_stays_home() {
 
 #[tokio::test]
 async fn over_delivered_items_wait_for_a_slot_and_are_settled_at_shutdown() {
-    let server = ScriptedServer::start().await;
-    let ids = [GOOD_A, GOOD_B, DEEP];
-    let items: Vec<String> = ids.iter().map(|id| item(id, "sleepy", "{}")).collect();
-    server.answer_next_poll(&format!(r#"{{"activities":[{}]}}"#, items.join(",")));
+    let server = FakeServer::start().await;
+    // One attempt each, so the shutdown failure settles them.
+    let sleepy = || NewActivity::new("rust", "sleepy").retry(RetrySettings::attempts(1));
+    let ids: Vec<_> = (0..3).map(|_| server.enqueue(sleepy())).collect();
+    server.set_over_delivery(2);
     let started = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&started);
     let mut registry = ActivityRegistry::new();
@@ -298,10 +307,14 @@ async fn over_delivered_items_wait_for_a_slot_and_are_settled_at_shutdown() {
         }),
         "rust",
     );
-    let config = WorkerConfig { max_concurrent_activities: 1, poll_max_activities: 1, ..scripted_config(&server) };
+    let config = WorkerConfig { max_concurrent_activities: 1, poll_max_activities: 1, ..config(&server) };
     let bound = config.shutdown_bound();
     let worker = RunningWorker::start(config, registry);
     eventually("one activity runs", || started.load(Ordering::SeqCst) == 1).await;
+    eventually("all three are claimed by the one poll", || {
+        ids.iter().all(|id| server.running_activities().contains(id))
+    })
+    .await;
 
     let stopping = Instant::now();
     worker.stop().await.unwrap();
@@ -309,9 +322,8 @@ async fn over_delivered_items_wait_for_a_slot_and_are_settled_at_shutdown() {
 
     assert_eq!(started.load(Ordering::SeqCst), 1, "the concurrency bound held");
     for id in ids {
-        let reports = server.reports(id);
-        assert_eq!(reports.len(), 1, "{id}");
-        assert_eq!(reports[0].1["error"]["code"], "WORKER_SHUTDOWN", "{id}");
+        let failure = server.wait_for(id).await.expect_failed().clone();
+        assert_eq!(failure.code, "WORKER_SHUTDOWN", "{id}");
     }
     assert!(took < bound + Duration::from_secs(3), "shutdown took {took:?}");
 }

@@ -1,18 +1,17 @@
 //! A small misbehaving server on 127.0.0.1 for faults the fake server cannot produce:
-//! poll answers written byte for byte, a token endpoint that hangs, redirects or
-//! answers HTML, and a file served over a slow link.
+//! a token endpoint that issues tokens of any lifetime and then hangs, a redirect whose
+//! target can be watched, and poll answers scripted per test.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::Value;
 
 /// How the token endpoint answers.
@@ -36,7 +35,6 @@ struct Script {
     requests: Mutex<Vec<(String, Value)>>,
     tokens_issued: Mutex<Vec<String>>,
     token_modes: Mutex<VecDeque<TokenMode>>,
-    file: Mutex<Option<(Vec<u8>, usize)>>,
 }
 
 pub struct ScriptedServer {
@@ -51,7 +49,6 @@ impl ScriptedServer {
             .route("/api/v1/workers/poll", post(poll))
             .route("/api/v1/oauth/token", post(token))
             .route("/api/v1/activities/{id}/{action}", post(activity))
-            .route("/api/v1/workflows/{w}/activities/{k}/files/{f}", get(file))
             .with_state(Arc::clone(&script));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -67,11 +64,6 @@ impl ScriptedServer {
     /// The token endpoint answers `mode` next (the last mode given repeats).
     pub fn token_mode(&self, mode: TokenMode) {
         self.script.token_modes.lock().unwrap().push_back(mode);
-    }
-
-    /// Serves `bytes` for every file download, at `bytes_per_second`.
-    pub fn slow_file(&self, bytes: Vec<u8>, bytes_per_second: usize) {
-        *self.script.file.lock().unwrap() = Some((bytes, bytes_per_second));
     }
 
     /// Requests received: (path, JSON body or null).
@@ -144,22 +136,6 @@ async fn token(State(script): State<Arc<Script>>, body: Bytes) -> Response {
         TokenMode::Refuse => (StatusCode::UNAUTHORIZED, "invalid client").into_response(),
     }
 }
-
-async fn file(State(script): State<Arc<Script>>) -> Response {
-    let Some((bytes, rate)) = script.file.lock().unwrap().clone() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let length = bytes.len();
-    let chunk = (rate / 10).max(1);
-    let chunks: Vec<Vec<u8>> = bytes.chunks(chunk).map(<[u8]>::to_vec).collect();
-    let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<_, std::io::Error>(Bytes::from(chunk))
-    });
-    ([(header::CONTENT_LENGTH, length.to_string())], Body::from_stream(stream)).into_response()
-}
-
-use futures_util::StreamExt;
 
 /// A poll item for `activity_id` with `parameters_json` written as given.
 pub fn item(activity_id: &str, activity_name: &str, parameters_json: &str) -> String {
