@@ -143,11 +143,7 @@ impl WorkerManager {
             );
         }
         let Pools { control, transfers } = build_pools(&self.config, self.http.as_ref())?;
-        let activities = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("kruxiaflow-activity")
-            .build()
-            .map_err(|e| WorkerError::Runtime(e.to_string()))?;
+        let activities = ActivityRuntime::start()?;
         let client = ApiClient::new(&self.config, self.retry, control);
         let services = Arc::new(Services {
             transfers: client.with_http(transfers),
@@ -155,7 +151,7 @@ impl WorkerManager {
             reporter: Reporter::new(client.clone()),
             client,
             control: Handle::current(),
-            activities: activities.handle().clone(),
+            activities: activities.handle(),
             slots: Arc::new(Semaphore::new(self.config.max_concurrent_activities)),
             in_flight: Arc::default(),
             tasks: TaskTracker::new(),
@@ -170,11 +166,38 @@ impl WorkerManager {
             "worker started"
         );
         let result = run_until_stopped(&services, shutdown, &self.phase).await;
-        // A handler stuck in blocking code cannot be aborted; leave its thread behind
-        // rather than wait for it.
-        activities.shutdown_background();
+        drop(activities);
         tracing::info!("worker stopped");
         result
+    }
+}
+
+/// The runtime activity handlers run on. It is shut down in the background when
+/// dropped, however `run` ends (returned, or its future dropped): a handler stuck in
+/// blocking code cannot be aborted, so its thread is left behind rather than waited
+/// for — and a runtime dropped the ordinary way inside async code would panic.
+struct ActivityRuntime(Option<tokio::runtime::Runtime>);
+
+impl ActivityRuntime {
+    fn start() -> Result<Self, WorkerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("kruxiaflow-activity")
+            .build()
+            .map_err(|e| WorkerError::Runtime(e.to_string()))?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> Handle {
+        self.0.as_ref().expect("present until dropped").handle().clone()
+    }
+}
+
+impl Drop for ActivityRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

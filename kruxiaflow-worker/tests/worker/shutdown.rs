@@ -97,3 +97,14 @@ async fn shutdown_waits_for_a_report_that_meets_transient_errors() {
 
     assert_eq!(server.activity(id).unwrap().status, Status::Failed, "the report was flushed before run returned");
 }
+
+#[tokio::test]
+async fn dropping_the_run_future_stops_the_worker_without_a_panic() {
+    let server = FakeServer::start().await;
+    let manager = WorkerManager::new(config(&server), registry());
+    let running = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_millis(200), manager.run(std::future::pending())).await
+    });
+    let ended = running.await.expect("dropping a running worker does not panic");
+    assert!(ended.is_err(), "the worker ran until its future was dropped");
+}
