@@ -461,6 +461,12 @@ impl FakeServer {
         self.file(workflow_id, activity_key, filename).and_then(|f| std::fs::read(f.path()).ok())
     }
 
+    /// The temporary directory holding the stored files' bytes; it is removed when the
+    /// server is dropped.
+    pub fn files_dir(&self) -> &std::path::Path {
+        self.state.files.dir()
+    }
+
     /// Every stored file.
     pub fn files(&self) -> Vec<StoredFile> {
         self.state.files.all()

@@ -94,13 +94,37 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Tests and scripts read this first line to find the server.
-    println!("kruxiaflow-fake-server listening on {} ({mode})", server.url());
+    // Tests and scripts read the first line to find the server. One write for both
+    // lines, so that a reader that closes the pipe after the first cannot make the
+    // second fail.
+    println!(
+        "kruxiaflow-fake-server listening on {} ({mode})\nfiles are kept in {} until the server stops",
+        server.url(),
+        server.files_dir().display()
+    );
+    stop_requested().await;
+    server.stop().await;
+    // Dropping the server removes its file directory, which may hold gigabytes.
+    drop(server);
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM (what `kill`, Docker and Kubernetes send) on Unix.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
-    server.stop().await;
-    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ impl FileStore {
         })
     }
 
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// A fresh path for new contents. Each version gets its own file so that an
     /// overwrite never disturbs a download of the previous version in progress.
     pub(crate) fn new_blob_path(&self) -> PathBuf {

@@ -1,8 +1,10 @@
-//! The `kruxiaflow-fake-server` binary: starts, prints its address, serves a worker.
+//! The `kruxiaflow-fake-server` binary: starts, prints its address, serves a worker,
+//! and on SIGTERM exits cleanly, removing its file directory.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kruxiaflow_worker::prelude::*;
 use serde_json::{Value, json};
@@ -26,6 +28,20 @@ async fn my_activity(params: Double) -> ActivityResult {
     ActivityResult::value("result", params.input * 2)
 }
 
+/// Sends SIGTERM (through `kill`, so no unsafe code is needed) and waits for the exit.
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the fake server did not exit within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kruxiaflow-fake-server"))
@@ -34,9 +50,19 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().unwrap();
-    let _child = KillOnDrop(child);
+    let mut child = KillOnDrop(child);
+    let mut stdout = BufReader::new(stdout);
     let mut first_line = String::new();
-    BufReader::new(stdout).read_line(&mut first_line).unwrap();
+    stdout.read_line(&mut first_line).unwrap();
+    let mut second_line = String::new();
+    stdout.read_line(&mut second_line).unwrap();
+    let files_dir = PathBuf::from(
+        second_line
+            .strip_prefix("files are kept in ")
+            .and_then(|rest| rest.strip_suffix(" until the server stops\n"))
+            .unwrap_or_else(|| panic!("unexpected second line {second_line:?}")),
+    );
+    assert!(files_dir.is_dir(), "{}", files_dir.display());
     let url = first_line
         .strip_prefix("kruxiaflow-fake-server listening on ")
         .and_then(|rest| rest.split_whitespace().next())
@@ -77,4 +103,8 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
 
     assert_eq!(activity["status"], "completed", "{activity}");
     assert_eq!(activity["outcome"]["output"]["result"], 42);
+
+    let status = terminate(&mut child.0);
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(!files_dir.exists(), "{} is left behind after SIGTERM", files_dir.display());
 }

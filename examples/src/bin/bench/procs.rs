@@ -5,13 +5,30 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: SIGTERM first, so that the fake server can
+/// remove its file directory (gigabytes after the file benchmark), then SIGKILL if it
+/// has not exited within five seconds.
 pub struct Proc {
     pub child: Child,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // `kill` the command, so that no unsafe code is needed to send a signal.
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
