@@ -1,4 +1,5 @@
-//! The activity context: logging, heartbeats, and the activity's identity.
+//! The activity context: logging, heartbeats (the guide's `long_running`), and the
+//! activity's identity.
 
 use kruxiaflow_worker::prelude::*;
 
@@ -13,26 +14,31 @@ pub async fn log_levels(ctx: &ActivityContext) -> ActivityResult {
     ActivityResult::value("logged", 5)
 }
 
-/// Parameters of [`long_running`].
+/// Parameters of [`long_running`]: `{"items": [..]}`.
 #[derive(Debug, serde::Deserialize)]
 pub struct Work {
-    /// How many items to process.
-    pub items: u32,
+    /// The items to process, of any JSON type.
+    pub items: Vec<serde_json::Value>,
 }
 
-/// Processes items, heartbeating every 10 and stopping early when cancelled.
+/// The guide's heartbeat sample: heartbeats (and logs `Processed i/N`) every 10 items;
+/// `result` is `{"processed": N}`. A lost lease ends it at the next heartbeat.
 #[activity]
 pub async fn long_running(params: Work, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
-    for item in 0..params.items {
-        if ctx.is_cancelled() {
-            return Err(ActivityError::retryable("CANCELLED", format!("stopped after {item} items")));
-        }
-        if item % 10 == 0 {
+    let total = params.items.len();
+    for (i, item) in params.items.iter().enumerate() {
+        if i % 10 == 0 {
             ctx.heartbeat().await?;
+            ctx.logger().info(format_args!("Processed {i}/{total}"));
         }
-        tokio::task::yield_now().await;
+        process(item).await;
     }
-    Ok(ActivityResult::value("processed", params.items))
+    Ok(ActivityResult::value("result", serde_json::json!({"processed": total})))
+}
+
+/// Stands in for real work on one item.
+async fn process(_item: &serde_json::Value) {
+    tokio::task::yield_now().await;
 }
 
 /// Reports the workflow id, activity id and key it runs as.
@@ -65,16 +71,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn heartbeats_every_ten_items() {
+    async fn heartbeats_and_logs_every_ten_items_as_the_guide_does() {
         let mock = MockContext::new("rust", "long_running");
-        mock.run(&long_running, json!({"items": 35})).await.unwrap();
-        assert_eq!(mock.heartbeats(), 4);
+        let items: Vec<u32> = (0..25).collect();
+        let result = mock.run(&long_running, json!({"items": items})).await.unwrap();
+        assert_eq!(result.outputs().len(), 1);
+        assert_eq!(result.output("result"), Some(&json!({"processed": 25})));
+        assert_eq!(mock.heartbeats(), 3);
+        let messages: Vec<String> = mock.logs().into_iter().map(|l| l.message).collect();
+        assert_eq!(messages, ["Processed 0/25", "Processed 10/25", "Processed 20/25"]);
     }
 
     #[tokio::test]
     async fn a_lost_lease_stops_the_loop() {
         let mock = MockContext::new("rust", "long_running").cancel_after_heartbeats(2);
-        let error = mock.run(&long_running, json!({"items": 100})).await.unwrap_err();
+        let items = vec!["x"; 100];
+        let error = mock.run(&long_running, json!({"items": items})).await.unwrap_err();
         assert_eq!(error.code(), "LEASE_LOST");
     }
 

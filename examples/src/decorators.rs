@@ -1,27 +1,26 @@
-//! `#[activity]` on functions, the Rust form of the Python SDK's decorator: default
-//! and custom names.
+//! The guide's `@activity` samples: `#[activity]` on functions, with the default name
+//! (`process_data`) and a custom one (`my_func` registered as `custom_name`).
 
 use kruxiaflow_worker::prelude::*;
 
-/// Parameters of [`process_data`].
+/// Parameters of [`process_data`]: `{"data": ["a", "b"]}`.
 #[derive(Debug, serde::Deserialize)]
-pub struct Items {
+pub struct Data {
     /// Strings to process.
-    pub items: Vec<String>,
+    pub data: Vec<String>,
 }
 
-/// Uppercases every item.
+/// Upper-cases every item: `result` is the upper-cased list.
 #[activity]
-pub async fn process_data(params: Items) -> ActivityResult {
-    let processed: Vec<String> = params.items.iter().map(|s| s.to_uppercase()).collect();
-    ActivityResult::value("processed", processed)
+pub async fn process_data(params: Data) -> ActivityResult {
+    let processed: Vec<String> = params.data.iter().map(|item| item.to_uppercase()).collect();
+    ActivityResult::value("result", processed)
 }
 
-/// Registered as `custom_name`, not `my_func`.
+/// Registered as `custom_name`, not `my_func`; takes no parameters, `output` is `"done"`.
 #[activity(name = "custom_name")]
-pub async fn my_func(params: serde_json::Value, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
-    ctx.logger().info(format_args!("called with {params}"));
-    Ok(ActivityResult::value("output", "done"))
+pub async fn my_func() -> ActivityResult {
+    ActivityResult::value("output", "done")
 }
 
 /// Registers this example's activities under `worker`.
@@ -36,10 +35,11 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test]
-    async fn process_data_uppercases_the_list() {
+    async fn process_data_upper_cases_the_list() {
         let mock = MockContext::new("rust", "process_data");
-        let result = mock.run(&process_data, json!({"items": ["a", "b"]})).await.unwrap();
-        assert_eq!(result.output("processed"), Some(&json!(["A", "B"])));
+        let result = mock.run(&process_data, json!({"data": ["a", "b"]})).await.unwrap();
+        assert_eq!(result.outputs().len(), 1);
+        assert_eq!(result.output("result"), Some(&json!(["A", "B"])));
     }
 
     #[tokio::test]
@@ -48,6 +48,7 @@ mod tests {
         register(&mut registry, "rust");
         assert_eq!(registry.activity_types(), ["rust.process_data", "rust.custom_name"]);
         let result = MockContext::new("rust", "custom_name").run(&my_func, json!({})).await.unwrap();
+        assert_eq!(result.outputs().len(), 1);
         assert_eq!(result.output("output"), Some(&json!("done")));
     }
 }

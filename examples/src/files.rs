@@ -1,24 +1,32 @@
-//! Files: download an input from workflow storage, transform it, upload the result
-//! and return it as a file output.
+//! The guide's file sample: download an input from workflow storage, transform it,
+//! upload the result and return its reference.
 
 use kruxiaflow_worker::prelude::*;
 
-/// Parameters of [`process_file`].
+/// Parameters of [`process_file`]: `{"file_url": reference}`.
 #[derive(Debug, serde::Deserialize)]
 pub struct FileParams {
-    /// `postgres://{workflow_id}/{activity_key}/{filename}` of the input.
-    pub input: String,
+    /// Reference of the input, as another activity's file output gives it.
+    pub file_url: String,
 }
 
-/// Uppercases a text file and returns it as the file output `result.txt`.
+/// Downloads `file_url`, upper-cases its text into `<local>.out`, uploads that as
+/// `result.txt`; `result` is `{"url": reference of result.txt}`.
 #[activity]
 pub async fn process_file(params: FileParams, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
-    let input = ctx.download_file(&params.input).await?;
-    let text = tokio::fs::read_to_string(&input).await?;
-    let output = ctx.temp_dir()?.join("result.txt");
-    tokio::fs::write(&output, text.to_uppercase()).await?;
-    let lines = text.lines().count();
-    Ok(ActivityResult::value("lines", lines).with_output(ctx.file_output("result.txt", &output).await?))
+    let local_path = ctx.download_file(&params.file_url).await?;
+    let content = tokio::fs::read_to_string(&local_path).await?;
+    let result = transform(&content);
+    let mut output_path = local_path.into_os_string();
+    output_path.push(".out");
+    tokio::fs::write(&output_path, result).await?;
+    let result_url = ctx.upload_file(&output_path, "result.txt").await?;
+    Ok(ActivityResult::value("result", serde_json::json!({"url": result_url})))
+}
+
+/// The transformation: upper-cases the text.
+fn transform(content: &str) -> String {
+    content.to_uppercase()
 }
 
 /// Registers this example's activities under `worker`.
@@ -33,13 +41,13 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test]
-    async fn uppercases_the_input_into_a_file_output() {
+    async fn uploads_the_upper_cased_file_and_returns_its_reference() {
         let mock = MockContext::new("rust", "process_file");
         let input = mock.reference("input.txt");
         let mock = mock.file(&input, "one\ntwo\n");
-        let result = mock.run(&process_file, json!({"input": input})).await.unwrap();
+        let result = mock.run(&process_file, json!({"file_url": input})).await.unwrap();
         assert_eq!(mock.uploaded("result.txt").as_deref(), Some(&b"ONE\nTWO\n"[..]));
-        assert_eq!(result.output("lines"), Some(&json!(2)));
-        assert!(result.output("result.txt").unwrap().as_str().unwrap().ends_with("/process_file/result.txt"));
+        assert_eq!(result.outputs().len(), 1);
+        assert_eq!(result.output("result"), Some(&json!({"url": mock.reference("result.txt")})));
     }
 }

@@ -1,10 +1,11 @@
 //! Runnable examples of the Kruxia Flow Rust worker SDK, one module per use case.
 //!
-//! Each module defines its activities and a `registry` function; the binary of the
-//! same name (`src/bin/<name>.rs`) runs them as a worker against a real server:
+//! Each module defines its activities and a `register` function; the binary of the
+//! same name (`src/bin/<name>.rs`) runs them as a worker against a real server
+//! (`KRUXIAFLOW_API_URL` defaults to `http://localhost:8080`, as in the guide):
 //!
 //! ```text
-//! KRUXIAFLOW_API_URL=http://localhost:8080 cargo run -p kruxiaflow-worker-examples --bin quickstart
+//! KRUXIAFLOW_WORKER=my-rust-worker cargo run -p kruxiaflow-worker-examples --bin quickstart
 //! ```
 //!
 //! The `demo` binary runs all of them against the fake server embedded in its own
@@ -22,18 +23,25 @@ pub mod config;
 pub mod context;
 pub mod decorators;
 pub mod files;
+pub mod guide;
 pub mod load;
 pub mod quickstart;
 pub mod results;
 
 use kruxiaflow_worker::prelude::*;
 
+/// Prints log lines at `info` and above (or as `RUST_LOG` says) to standard error.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Runs `registry` as a worker configured from the environment until SIGINT/SIGTERM:
 /// what each example binary does.
 pub async fn run_from_env(register: impl FnOnce(&mut ActivityRegistry, &str)) -> Result<(), WorkerError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    init_logging();
     let config = WorkerConfig::from_env()?;
     let mut registry = ActivityRegistry::new();
     register(&mut registry, &config.worker);

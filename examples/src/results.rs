@@ -2,7 +2,7 @@
 //! to fail.
 
 use kruxiaflow_worker::prelude::*;
-use rust_decimal::Decimal;
+use rust_decimal::dec;
 
 /// Parameters shared by the examples below.
 #[derive(Debug, serde::Deserialize)]
@@ -32,7 +32,7 @@ pub async fn multiple_outputs(params: Text) -> ActivityResult {
 pub async fn with_cost(params: Text) -> ActivityResult {
     let usage =
         UsageEntry::new("anthropic", "claude-sonnet-5").input_tokens(params.text.len() as u32).output_tokens(120);
-    ActivityResult::value("summary", "a short summary").with_cost(Decimal::new(15, 3)).with_usage([usage])
+    ActivityResult::value("summary", "a short summary").with_cost(dec!(0.015)).with_usage([usage])
 }
 
 /// Fails without retries via an error result (the Python SDK's form).

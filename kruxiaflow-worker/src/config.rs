@@ -3,12 +3,17 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The API URL when `KRUXIAFLOW_API_URL` is unset: a server on this machine, as in the
+/// Python guide.
+pub const DEFAULT_API_URL: &str = "http://localhost:8080";
+
 /// The server refuses polls for more than this many activities.
 pub const MAX_POLL_ACTIVITIES: u32 = 100;
 
 /// Environment variable names read by [`WorkerConfig::from_env`].
 pub mod env {
-    /// Base URL of the Kruxia Flow API (required).
+    /// Base URL of the Kruxia Flow API ([`DEFAULT_API_URL`](super::DEFAULT_API_URL)
+    /// when unset).
     pub const API_URL: &str = "KRUXIAFLOW_API_URL";
     /// OAuth client id (with the secret, or neither).
     pub const CLIENT_ID: &str = "KRUXIAFLOW_CLIENT_ID";
@@ -189,8 +194,8 @@ impl WorkerConfig {
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let api_url = get(env::API_URL).ok_or(ConfigError::Missing { name: env::API_URL })?;
-        let mut config = Self::new(api_url.trim());
+        let api_url = get(env::API_URL);
+        let mut config = Self::new(api_url.as_deref().map_or(DEFAULT_API_URL, str::trim));
         config.credentials = match (get(env::CLIENT_ID), get(env::CLIENT_SECRET)) {
             (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
             (None, None) => None,
@@ -306,12 +311,6 @@ fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("{name} is required: set it to the base URL of the Kruxia Flow API, e.g. http://localhost:8080")]
-    Missing {
-        /// The variable.
-        name: &'static str,
-    },
     /// Only one of the client id and secret is set.
     #[error("{set} is set but {missing} is not: set both for client credentials, or neither for a dev-mode server")]
     PartialCredentials {

@@ -40,10 +40,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// The README's Rust snippets are compiled as doc tests so they cannot drift.
+// The READMEs' Rust snippets are compiled as doc tests so they cannot drift.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct CrateReadmeDoctests;
 
 mod activity;
 mod client;

@@ -5,18 +5,20 @@
 //! cargo run -p kruxiaflow-worker-examples --bin demo
 //! ```
 //!
-//! It enqueues one activity per example (with the guide's sample inputs) plus one with
-//! bad parameters, runs a worker over them, prints how each ended, and exits 0 when
-//! every outcome is the expected one.
+//! It enqueues every sample of the Python guide (its inputs, expecting its exact
+//! outputs), then the SDK's own examples and one activity with bad parameters, runs a
+//! worker over them, prints how each ended, and exits 0 when every outcome is the
+//! expected one.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker_examples::guide::{self, Surroundings};
 use kruxiaflow_worker_examples::{class_based, complete, context, decorators, files, quickstart, results};
 use kruxiaflow_worker_testing::{FakeServer, NewActivity, Outcome, RetrySettings};
-use rust_decimal::Decimal;
+use rust_decimal::dec;
 use serde_json::{Value, json};
 
 /// One demo activity and the outcome it must have.
@@ -39,20 +41,17 @@ fn case(name: &str, params: Value, expect: Box<dyn Fn(&Outcome) -> bool>) -> Cas
     Case { activity, expect }
 }
 
-fn cases(api_url: &str, input_file: &str) -> Vec<Case> {
-    vec![
-        case("my_activity", json!({"input": 21}), completed(|o| o["result"] == 42)),
-        case(
-            "process_data",
-            json!({"items": ["hello", "world"]}),
-            completed(|o| o["processed"] == json!(["HELLO", "WORLD"])),
-        ),
-        case("custom_name", json!({"anything": true}), completed(|o| o["output"] == "done")),
-        case(
-            "process_text",
-            json!({"text": "Hola, ¿cómo estás?"}),
-            completed(|o| o["language"] == "es" && o["truncated"] == false),
-        ),
+fn cases(around: &Surroundings) -> Vec<Case> {
+    // The guide's samples first, each with its exact outputs and cost...
+    let guide = guide::samples(around).into_iter().map(|sample| Case {
+        activity: sample.activity.retry(RetrySettings::attempts(1)),
+        expect: Box::new(move |o| {
+            o.completed()
+                .is_some_and(|c| Value::Object(c.output.clone()) == sample.outputs && c.cost_usd == sample.cost)
+        }),
+    });
+    // ...then the SDK's own examples.
+    let extras = vec![
         case("single_value", json!({"text": "hello"}), completed(|o| o["length"] == 5)),
         case(
             "multiple_outputs",
@@ -61,42 +60,16 @@ fn cases(api_url: &str, input_file: &str) -> Vec<Case> {
         ),
         Case {
             activity: NewActivity::new("rust", "with_cost").params(json!({"text": "summarize me"})),
-            expect: Box::new(|o| {
-                o.completed().is_some_and(|c| c.cost_usd == Some(Decimal::new(15, 3)) && c.usage.len() == 1)
-            }),
+            expect: Box::new(|o| o.completed().is_some_and(|c| c.cost_usd == Some(dec!(0.015)) && c.usage.len() == 1)),
         },
         case("validate_input", json!({"text": ""}), failed("VALIDATION_ERROR", false)),
         case("returns_error", json!({"text": "ok"}), failed("UPSTREAM_UNAVAILABLE", true)),
         case("parse_number", json!({"value": "twelve"}), failed("EXECUTION_ERROR", true)),
         case("log_levels", json!({}), completed(|o| o["logged"] == 5)),
-        case("long_running", json!({"items": 25}), completed(|o| o["processed"] == 25)),
         case("show_ids", json!({}), completed(|o| o["activity_key"] == "show_ids")),
-        case(
-            "process_file",
-            json!({"input": input_file}),
-            completed(|o| {
-                o["lines"] == 2 && o["result.txt"].as_str().is_some_and(|r| r.ends_with("/process_file/result.txt"))
-            }),
-        ),
-        case(
-            "analyze_text",
-            json!({"text": "I love this great product, but the delivery was terrible."}),
-            completed(|o| o["sentiment"] == "positive"),
-        ),
-        Case {
-            activity: NewActivity::new("rust", "call_external_api").params(json!({"url": format!("{api_url}/quote")})),
-            expect: Box::new(|o| {
-                o.completed()
-                    .is_some_and(|c| c.output["data"]["quote"].is_string() && c.cost_usd == Some(Decimal::new(1, 3)))
-            }),
-        },
-        case(
-            "batch_process",
-            json!({"items": (1..=120).collect::<Vec<i64>>()}),
-            completed(|o| o["total"] == 7260 && o["batches"] == 3),
-        ),
         case("my_activity", json!({"input": "twenty-one"}), failed("INVALID_PARAMETERS", false)),
-    ]
+    ];
+    guide.chain(extras).collect()
 }
 
 fn registry(worker: &str) -> ActivityRegistry {
@@ -131,7 +104,7 @@ fn describe(outcome: &Outcome) -> (String, String, String) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let server = FakeServer::start().await;
-    let api_url = match complete::start_local_api().await {
+    let local_api = match complete::start_local_api().await {
         Ok(url) => url,
         Err(error) => {
             eprintln!("cannot start the local API the demo calls: {error}");
@@ -139,13 +112,14 @@ async fn main() -> ExitCode {
         }
     };
     let workflow_id = uuid::Uuid::now_v7();
-    server.seed_file(workflow_id, "upstream", "input.txt", b"first line\nsecond line\n", Some("text/plain"));
-    let input_file = format!("postgres://{workflow_id}/upstream/input.txt");
+    server.seed_file(workflow_id, "upstream", "input.txt", guide::INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
+    let around =
+        Surroundings { local_api, workflow_id, input_file: format!("postgres://{workflow_id}/upstream/input.txt") };
 
     let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
     let registry = registry(&config.worker);
     println!("fake server at {}; worker registered {} activities\n", server.url(), registry.len());
-    let cases: Vec<(Case, uuid::Uuid)> = cases(&api_url, &input_file)
+    let cases: Vec<(Case, uuid::Uuid)> = cases(&around)
         .into_iter()
         .map(|case| {
             let id = server.enqueue(case.activity.clone());

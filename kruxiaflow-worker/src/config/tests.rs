@@ -29,9 +29,10 @@ fn defaults_follow_the_protocol() {
 }
 
 #[test]
-fn api_url_is_required_and_loses_its_trailing_slash() {
-    let err = WorkerConfig::from_lookup(|_| None).unwrap_err();
-    assert!(err.to_string().starts_with("KRUXIAFLOW_API_URL is required"), "{err}");
+fn api_url_defaults_to_localhost_8080_and_loses_its_trailing_slash() {
+    let config = WorkerConfig::from_lookup(|_| None).unwrap();
+    assert_eq!(config.api_url, "http://localhost:8080");
+    assert_eq!(config.api_url, DEFAULT_API_URL);
     let config = config_from(&[(env::API_URL, "https://flow.example/")]).unwrap();
     assert_eq!(config.api_url, "https://flow.example");
     assert_eq!(

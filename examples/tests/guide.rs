@@ -1,0 +1,126 @@
+//! Every sample of the Python guide, run by the registry of the example binary that
+//! serves it, through a real worker against the fake server: same activity names, same
+//! parameters, the exact same outputs and cost.
+
+use std::time::Duration;
+
+use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker_examples::complete::start_local_api;
+use kruxiaflow_worker_examples::guide::{BINARIES, GuideSample, INPUT_FILE_TEXT, Register, Surroundings, samples};
+use kruxiaflow_worker_testing::{FakeServer, Outcome, RetrySettings};
+use serde_json::Value;
+
+async fn surroundings(server: &FakeServer) -> Surroundings {
+    let workflow_id = uuid::Uuid::now_v7();
+    server.seed_file(workflow_id, "upstream", "input.txt", INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
+    Surroundings {
+        local_api: start_local_api().await.unwrap(),
+        workflow_id,
+        input_file: format!("postgres://{workflow_id}/upstream/input.txt"),
+    }
+}
+
+/// Runs `register`'s activities over `samples` and returns each sample's outcome.
+async fn run_binary(server: &FakeServer, register: Register, samples: &[GuideSample]) -> Vec<Outcome> {
+    let ids: Vec<_> =
+        samples.iter().map(|s| server.enqueue(s.activity.clone().retry(RetrySettings::attempts(1)))).collect();
+    let config = WorkerConfig { poll_interval: Duration::from_millis(10), ..WorkerConfig::new(server.url()) };
+    let mut registry = ActivityRegistry::new();
+    register(&mut registry, &config.worker);
+    let manager = WorkerManager::new(config, registry);
+    let handle = manager.handle();
+    let worker = tokio::spawn(manager.run(std::future::pending()));
+    let mut outcomes = Vec::new();
+    for id in ids {
+        let outcome = server.wait_for_timeout(id, Duration::from_secs(30)).await;
+        outcomes.push(outcome.unwrap_or_else(|| panic!("activity {id} did not settle in 30 s")));
+    }
+    handle.shutdown();
+    worker.await.unwrap().unwrap();
+    outcomes
+}
+
+#[tokio::test]
+async fn every_guide_sample_runs_unchanged_against_its_example_binary() {
+    let mut checked = Vec::new();
+    for (binary, register) in BINARIES {
+        let server = FakeServer::start().await;
+        let around = surroundings(&server).await;
+        let mine: Vec<GuideSample> = samples(&around).into_iter().filter(|s| s.binary == binary).collect();
+        let outcomes = run_binary(&server, register, &mine).await;
+        for (sample, outcome) in mine.iter().zip(outcomes) {
+            let name = &sample.activity.activity_name;
+            let completed =
+                outcome.completed().unwrap_or_else(|| panic!("{binary}/{name} did not complete: {outcome:?}"));
+            assert_eq!(Value::Object(completed.output.clone()), sample.outputs, "{binary}/{name}");
+            assert_eq!(completed.cost_usd, sample.cost, "{binary}/{name}");
+            checked.push(format!("{binary}/{name}"));
+        }
+        if binary == "files" {
+            let workflow_id = around.workflow_id;
+            let stored = server.file_bytes(workflow_id, "process_file", "result.txt");
+            assert_eq!(stored.as_deref(), Some(INPUT_FILE_TEXT.to_uppercase().as_bytes()));
+        }
+    }
+    assert_eq!(
+        checked,
+        [
+            "quickstart/my_activity",
+            "decorators/process_data",
+            "decorators/custom_name",
+            "class_based/process_text",
+            "context/long_running",
+            "files/process_file",
+            "complete/analyze_text",
+            "complete/call_external_api",
+            "complete/batch_process",
+        ]
+    );
+}
+
+/// The `complete` binary prints its worker type and activities at start as the guide's
+/// does, serves a guide sample, and exits 0 on SIGTERM.
+#[tokio::test]
+async fn the_complete_binary_announces_itself_and_serves_the_guide() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = FakeServer::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_complete"))
+        .env("KRUXIAFLOW_API_URL", server.url())
+        .env("KRUXIAFLOW_WORKER", "my-rust-worker")
+        .env("KRUXIAFLOW_WORKER_POLL_INTERVAL", "0.01")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the complete example starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).unwrap();
+    }
+    assert_eq!(
+        lines,
+        [
+            "Worker: my-rust-worker\n",
+            "Activities: [\"my-rust-worker.analyze_text\", \"my-rust-worker.call_external_api\", \
+             \"my-rust-worker.batch_process\"]\n",
+        ]
+    );
+
+    let id = server.enqueue(
+        kruxiaflow_worker_testing::NewActivity::new("my-rust-worker", "analyze_text")
+            .params(serde_json::json!({"text": "a sad day"})),
+    );
+    let outcome = server.wait_for_timeout(id, Duration::from_secs(30)).await.expect("analyze_text settles");
+    let completed = outcome.completed().unwrap_or_else(|| panic!("{outcome:?}"));
+    assert_eq!(
+        Value::Object(completed.output.clone()),
+        serde_json::json!({"result": {"sentiment": "negative", "confidence": 0.5}})
+    );
+
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
