@@ -91,11 +91,7 @@ impl ApiClient {
         body: Bytes,
     ) -> Result<ReportAck, ClientError> {
         let path = format!("/api/v1/activities/{activity_id}/{}", report.endpoint());
-        let what = match report {
-            Report::Complete(_) => "complete report",
-            Report::Fail(_) => "fail report",
-        };
-        self.retry.retry_reports(what, || self.post_json(&path, body.clone())).await
+        self.retry.retry_reports(report.endpoint(), || self.post_json(&path, body.clone())).await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count
@@ -103,7 +99,7 @@ impl ApiClient {
     /// that stops moving for the HTTP timeout is treated as cut short.
     pub(crate) async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry("file download", || transfer::download(self, &url, dest)).await
+        self.retry.retry("file_download", || transfer::download(self, &url, dest)).await
     }
 
     /// Streams `source` to workflow storage as `file` (an upload overwrites, so a retry
@@ -115,7 +111,7 @@ impl ApiClient {
         content_type: &str,
     ) -> Result<FileMetadata, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry("file upload", || transfer::upload(self, &url, source, content_type)).await
+        self.retry.retry("file_upload", || transfer::upload(self, &url, source, content_type)).await
     }
 
     fn file_url(&self, file: &FileReference) -> String {

@@ -44,6 +44,8 @@ pub mod env {
     /// A PEM file of extra CA certificates to trust (a private CA), besides the
     /// operating system's and the bundled web roots.
     pub const CA_CERT_FILE: &str = "KRUXIAFLOW_CA_CERT_FILE";
+    /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; unset: no listener.
+    pub const METRICS_ADDR: &str = "KRUXIAFLOW_WORKER_METRICS_ADDR";
 }
 
 /// OAuth client credentials. `Debug` never prints the secret.
@@ -119,6 +121,10 @@ pub struct WorkerConfig {
     /// A PEM file of extra CA certificates to trust, besides the operating system's
     /// roots (which honour `SSL_CERT_FILE`) and the bundled web roots.
     pub ca_cert_file: Option<std::path::PathBuf>,
+    /// Where to serve `/metrics` (Prometheus text), `/healthz` and `/readyz`; `None`
+    /// (the default): no listener. Port 0 picks a free port
+    /// ([`WorkerHandle::listening_on`](crate::WorkerHandle::listening_on) tells which).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -145,6 +151,7 @@ impl WorkerConfig {
             report_flush_timeout: Duration::from_secs(10),
             http_timeout: Duration::from_secs(30),
             ca_cert_file: None,
+            metrics_addr: None,
         }
     }
 
@@ -238,6 +245,13 @@ impl WorkerConfig {
         config.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, config.report_flush_timeout)?;
         config.http_timeout = seconds(env::HTTP_TIMEOUT, config.http_timeout)?;
         config.ca_cert_file = get(env::CA_CERT_FILE).map(|path| path.trim().into());
+        if let Some(raw) = get(env::METRICS_ADDR) {
+            let addr = raw
+                .trim()
+                .parse()
+                .map_err(|_| invalid(env::METRICS_ADDR, &raw, "a host:port address such as 0.0.0.0:9464"))?;
+            config.metrics_addr = Some(addr);
+        }
         config.validate()?;
         Ok(config)
     }

@@ -192,6 +192,16 @@ pub enum WorkerError {
     /// The runtime for activity handlers could not be started.
     #[error("could not start the runtime for activities: {0}")]
     Runtime(String),
+    /// The `/metrics`, `/healthz` and `/readyz` listener could not be bound.
+    #[error("cannot listen on {addr} ({variable}): {reason}")]
+    Listener {
+        /// The variable that sets the address.
+        variable: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
     /// A poll loop failed; the worker shut down rather than sit idle.
     #[error("a poll loop failed ({0}); the worker shut down instead of sitting idle")]
     PollerFailed(String),

@@ -61,6 +61,7 @@ mod registry;
 pub mod report;
 mod result;
 mod settle;
+mod telemetry;
 mod text;
 mod worker;
 

@@ -4,9 +4,11 @@
 mod attempt;
 mod backend;
 mod delivery;
+mod health;
 mod in_flight;
 mod intake;
 mod lease;
+mod listener;
 mod poller;
 mod shutdown;
 
@@ -14,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -23,8 +25,10 @@ use crate::client::{ApiClient, HttpCustomizer, Pools, RetryPolicy, build_pools};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::registry::ActivityRegistry;
+use crate::telemetry::{self, WorkerMetrics};
 
 use delivery::Reporter;
+use health::Health;
 use in_flight::InFlight;
 use lease::LeaseKeeper;
 use shutdown::Phase;
@@ -52,7 +56,7 @@ pub struct WorkerManager {
     registry: ActivityRegistry,
     retry: RetryPolicy,
     http: Option<HttpCustomizer>,
-    phase: Arc<watch::Sender<Phase>>,
+    handle: WorkerHandle,
 }
 
 /// What the parts of a running worker share. Each piece has one owner: the reporter
@@ -74,13 +78,14 @@ struct Services {
     reporter: Reporter,
     in_flight: Arc<InFlight>,
     tasks: TaskTracker,
+    metrics: Arc<WorkerMetrics>,
+    health: Health,
 }
 
 impl WorkerManager {
     /// A worker for `registry`, configured by `config`.
     pub fn new(config: WorkerConfig, registry: ActivityRegistry) -> Self {
-        let (phase, _) = watch::channel(Phase::Running);
-        Self { config, registry, retry: RetryPolicy::default(), http: None, phase: Arc::new(phase) }
+        Self { config, registry, retry: RetryPolicy::default(), http: None, handle: WorkerHandle::new() }
     }
 
     /// Replaces the backoff used for transient HTTP failures.
@@ -112,7 +117,7 @@ impl WorkerManager {
 
     /// A handle that stops this worker from elsewhere.
     pub fn handle(&self) -> WorkerHandle {
-        WorkerHandle::new(Arc::clone(&self.phase))
+        self.handle.clone()
     }
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully. A second signal skips
@@ -142,19 +147,40 @@ impl WorkerManager {
                 self.config.api_url
             );
         }
+        // The recorder first: the metric handles are made from it.
+        let prometheus = self.config.metrics_addr.and_then(|_| telemetry::install_prometheus());
+        let operator_listener = match self.config.metrics_addr {
+            Some(addr) => Some(listener::bind(addr, &self.handle).await?),
+            None => None,
+        };
         let Pools { control, transfers } = build_pools(&self.config, self.http.as_ref())?;
         let activities = ActivityRuntime::start()?;
         let client = ApiClient::new(&self.config, self.retry, control);
+        let worker_types = self.registry.worker_types();
+        let registered: Vec<(String, String)> = worker_types
+            .iter()
+            .flat_map(|worker| {
+                self.registry.names_for(worker).into_iter().map(move |name| (worker.clone(), name.to_owned()))
+            })
+            .collect();
+        let metrics = Arc::new(WorkerMetrics::new(registered.iter().map(|(w, a)| (w.as_str(), a.as_str()))));
+        let slots = Arc::new(Semaphore::new(self.config.max_concurrent_activities));
         let services = Arc::new(Services {
             transfers: client.with_http(transfers),
             leases: LeaseKeeper::start(client.clone(), self.config.worker_id.clone()),
-            reporter: Reporter::new(client.clone()),
+            reporter: Reporter::new(client.clone(), Arc::clone(&metrics)),
             client,
             control: Handle::current(),
             activities: activities.handle(),
-            slots: Arc::new(Semaphore::new(self.config.max_concurrent_activities)),
-            in_flight: Arc::default(),
+            in_flight: Arc::new(InFlight::new(Arc::clone(&metrics), Arc::clone(&slots))),
+            slots,
             tasks: TaskTracker::new(),
+            metrics,
+            health: Health::new(
+                &worker_types,
+                self.handle.phase().subscribe(),
+                health::stuck_after(self.config.http_timeout),
+            ),
             config: self.config,
             retry: self.retry,
             registry: self.registry,
@@ -165,7 +191,12 @@ impl WorkerManager {
             activities = ?services.registry.activity_types(),
             "worker started"
         );
-        let result = run_until_stopped(&services, shutdown, &self.phase).await;
+        services.metrics.slots_free(services.slots.available_permits());
+        let serving = operator_listener.map(|l| tokio::spawn(listener::serve(l, Arc::clone(&services), prometheus)));
+        let result = run_until_stopped(&services, shutdown, &self.handle).await;
+        if let Some(serving) = serving {
+            serving.abort();
+        }
         drop(activities);
         tracing::info!("worker stopped");
         result
@@ -204,13 +235,13 @@ impl Drop for ActivityRuntime {
 async fn run_until_stopped(
     services: &Arc<Services>,
     shutdown: impl Future<Output = ()> + Send,
-    phase: &Arc<watch::Sender<Phase>>,
+    handle: &WorkerHandle,
 ) -> Result<(), WorkerError> {
+    let phase = handle.phase();
     let mut pollers = JoinSet::new();
     for worker in services.registry.worker_types() {
         pollers.spawn(poller::poll_loop(Arc::clone(services), worker, phase.subscribe()));
     }
-    let handle = WorkerHandle::new(Arc::clone(phase));
     let mut watching = phase.subscribe();
     let mut failure = None;
     tokio::select! {

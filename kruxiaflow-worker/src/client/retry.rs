@@ -46,7 +46,7 @@ impl RetryPolicy {
     }
 
     /// Runs `op`, retrying transient failures up to `max_retries` times.
-    pub(crate) async fn retry<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    pub(crate) async fn retry<T, Fut>(&self, what: &'static str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
@@ -55,7 +55,11 @@ impl RetryPolicy {
 
     /// Runs a report's `op` until the server answers the report itself (see
     /// [`ClientError::settles_report`]), for as long as it takes.
-    pub(crate) async fn retry_reports<T, Fut>(&self, what: &str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    pub(crate) async fn retry_reports<T, Fut>(
+        &self,
+        what: &'static str,
+        op: impl FnMut() -> Fut,
+    ) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
@@ -73,9 +77,10 @@ impl RetryPolicy {
         self.delays().chain(steady)
     }
 
+    /// `what` names the endpoint, in logs and in the retries metric.
     async fn run<T, Fut>(
         &self,
-        what: &str,
+        what: &'static str,
         op: impl FnMut() -> Fut,
         backoff: ExponentialBuilder,
         when: impl FnMut(&ClientError) -> bool,
@@ -86,7 +91,10 @@ impl RetryPolicy {
         op.retry(backoff)
             .sleep(tokio::time::sleep)
             .when(when)
-            .notify(|error, delay| tracing::warn!(%error, ?delay, "{what} failed; retrying"))
+            .notify(|error, delay| {
+                crate::telemetry::retried(what);
+                tracing::warn!(%error, ?delay, "{what} request failed; retrying");
+            })
             .await
     }
 }

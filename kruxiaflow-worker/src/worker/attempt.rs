@@ -3,7 +3,7 @@
 //! and gives it all back when dropped, however the attempt ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
@@ -15,7 +15,9 @@ use super::in_flight::Registration;
 use super::lease::{Lease, LeaseGuard};
 use crate::context::{ActivityContext, CancelReason};
 use crate::error::{ActivityError, codes};
+use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, settle};
+use crate::telemetry::Finished;
 use crate::text::Escaped;
 
 pub(super) struct Attempt {
@@ -28,6 +30,8 @@ pub(super) struct Attempt {
     pub(super) lease: LeaseGuard,
     /// Held for its `Drop`: the attempt is in flight until this is dropped.
     pub(super) _registration: Registration,
+    /// When the handler started; `None` until it does.
+    pub(super) handler_started: Option<Instant>,
 }
 
 impl Attempt {
@@ -57,16 +61,26 @@ impl Attempt {
             spend: self.ctx.take_spend(),
             timeout: Some(self.timeout),
         };
-        let Some((report, body)) = settle(&services.config.worker_id, ending) else {
-            return tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
+        let accepted = match settle(&services.config.worker_id, ending) {
+            None => {
+                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
+                None
+            }
+            // A heartbeat 409 while the report is being retried means the report never
+            // committed and never will: the activity is someone else's now. The lease
+            // is kept (and watched) until the report is answered.
+            Some((report, body)) => tokio::select! {
+                accepted = services.reporter.deliver(self.ctx.activity_id(), report, body) => accepted,
+                () = lease.lost() => {
+                    tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again");
+                    None
+                }
+            },
         };
-        // A heartbeat 409 while the report is being retried means the report never
-        // committed and never will: the activity is someone else's now. The lease is
-        // kept (and watched) until the report is answered.
-        tokio::select! {
-            () = services.reporter.deliver(self.ctx.activity_id(), report, body) => {}
-            () = lease.lost() => tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again"),
-        }
+        let elapsed = self.handler_started.map(|started| started.elapsed());
+        let info = self.ctx.info();
+        services.metrics.finished(&info.worker, &info.activity_name, accepted.as_ref(), elapsed);
+        log_finished(accepted.as_ref(), elapsed);
     }
 
     /// Runs the handler on the activities' runtime under the timeout, the lease and
@@ -91,6 +105,8 @@ impl Attempt {
             return HandlerOutcome::Returned(Err(not_found(services, ctx)));
         };
         let params = std::mem::take(&mut self.params);
+        services.metrics.started(&info.worker, &info.activity_name);
+        self.handler_started = Some(Instant::now());
         let mut task = {
             let ctx = ctx.clone();
             services.activities.spawn(async move { activity.run_boxed(params, ctx).await }.in_current_span())
@@ -110,6 +126,20 @@ impl Attempt {
                 HandlerOutcome::Aborted
             }
         }
+    }
+}
+
+/// One line per finished attempt, at `info` (inside the attempt's span, which names
+/// the activity).
+fn log_finished(accepted: Option<&Report>, elapsed: Option<Duration>) {
+    let took = elapsed.map(|d| format!("{:.3}s", d.as_secs_f64()));
+    let took = took.as_deref().unwrap_or("not started");
+    match Finished::of(accepted) {
+        Finished::Completed => tracing::info!(outcome = "completed", took, "activity finished"),
+        Finished::Failed { code } => {
+            tracing::info!(outcome = "failed", code = %Escaped(code), took, "activity finished")
+        }
+        Finished::Abandoned => tracing::info!(outcome = "abandoned", took, "activity finished: nothing was reported"),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Delivering reports until the server answers them, and knowing which could not be
 //! delivered before the worker had to stop.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -12,6 +12,7 @@ use crate::client::{ApiClient, ClientError, encode};
 use crate::context::Spend;
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
+use crate::telemetry::WorkerMetrics;
 
 /// Reports sent at once; more wait for a slot. Without a cap, a burst of activities
 /// finishing together opens one connection per report.
@@ -19,6 +20,7 @@ const REPORTS_IN_FLIGHT: usize = 32;
 
 pub(super) struct Reporter {
     client: ApiClient,
+    metrics: Arc<WorkerMetrics>,
     slots: Semaphore,
     /// Fired when shutdown's time for reports is up.
     give_up: CancellationToken,
@@ -26,9 +28,10 @@ pub(super) struct Reporter {
 }
 
 impl Reporter {
-    pub(super) fn new(client: ApiClient) -> Self {
+    pub(super) fn new(client: ApiClient, metrics: Arc<WorkerMetrics>) -> Self {
         Self {
             client,
+            metrics,
             slots: Semaphore::new(REPORTS_IN_FLIGHT),
             give_up: CancellationToken::new(),
             undelivered: Mutex::default(),
@@ -36,20 +39,25 @@ impl Reporter {
     }
 
     /// Sends `report` (encoded as `body`) until the server answers it, or until
-    /// [`give_up`](Self::give_up), which records the activity as undelivered.
-    pub(super) async fn deliver(&self, activity_id: Uuid, report: Report, body: Bytes) {
+    /// [`give_up`](Self::give_up), which records the activity as undelivered. Returns
+    /// the report the server took: `report`, a fallback for it, or none.
+    pub(super) async fn deliver(&self, activity_id: Uuid, report: Report, body: Bytes) -> Option<Report> {
         let delivery = async {
             let _slot = self.slots.acquire().await.expect("the report semaphore is never closed");
             // Boxed: the request future is large and only alive while reporting.
-            Box::pin(self.send_until_answered(activity_id, report, body)).await;
+            Box::pin(self.send_until_answered(activity_id, report, body)).await
         };
-        tokio::select! {
-            () = delivery => {}
+        self.metrics.reports_pending(1.0);
+        let accepted = tokio::select! {
+            accepted = delivery => accepted,
             () = self.give_up.cancelled() => {
                 tracing::error!("the report could not be delivered before the worker stopped; the activity returns to the queue when its lease expires");
                 self.undelivered.lock().unwrap_or_else(|e| e.into_inner()).push(activity_id);
+                None
             }
-        }
+        };
+        self.metrics.reports_pending(-1.0);
+        accepted
     }
 
     /// Stops every delivery still trying.
@@ -63,21 +71,35 @@ impl Reporter {
 
     /// A definitive refusal of a report must not strand the activity: the report is
     /// re-sent in a form the server accepts.
-    async fn send_until_answered(&self, activity_id: Uuid, report: Report, body: Bytes) {
+    async fn send_until_answered(&self, activity_id: Uuid, report: Report, body: Bytes) -> Option<Report> {
         let Err(error) = self.send(activity_id, &report, body).await else {
-            return;
+            return Some(report);
         };
         let fallback = match error.status() {
-            Some(409) => return tracing::info!(%error, "activity already settled at the server; report dropped"),
-            Some(404) => return tracing::warn!(%error, "the server does not know this activity; report dropped"),
+            // Most often our own earlier attempt, committed before its answer was lost.
+            Some(409) => {
+                tracing::info!(%error, "activity already settled at the server; report dropped");
+                return Some(report);
+            }
+            Some(404) => {
+                tracing::warn!(%error, "the server does not know this activity; report dropped");
+                return None;
+            }
             Some(413) => too_large(&report),
             Some(422) => report.without_spend().unwrap_or_else(|| refused_output(&report, &error)),
-            _ => return tracing::error!(%error, "the server refused the {} report", report.endpoint()),
+            _ => {
+                tracing::error!(%error, "the server refused the {} report", report.endpoint());
+                return None;
+            }
         };
         tracing::error!(%error, "the server refused the {} report; sending a failure it accepts", report.endpoint());
         let body = encode(&fallback);
-        if let Err(error) = self.send(activity_id, &fallback, body).await {
-            tracing::error!(%error, "fallback report refused too; the activity returns to the queue when its lease expires");
+        match self.send(activity_id, &fallback, body).await {
+            Ok(()) => Some(fallback),
+            Err(error) => {
+                tracing::error!(%error, "fallback report refused too; the activity returns to the queue when its lease expires");
+                None
+            }
         }
     }
 

@@ -4,16 +4,24 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::context::{ActivityContext, CancelReason};
+use crate::telemetry::WorkerMetrics;
 
-#[derive(Default)]
 pub(super) struct InFlight {
     attempts: Mutex<HashMap<Uuid, ActivityContext>>,
+    /// Told how many attempts are in flight, and how many slots are free.
+    metrics: Arc<WorkerMetrics>,
+    slots: Arc<Semaphore>,
 }
 
 impl InFlight {
+    pub(super) fn new(metrics: Arc<WorkerMetrics>, slots: Arc<Semaphore>) -> Self {
+        Self { attempts: Mutex::default(), metrics, slots }
+    }
+
     /// Registers the attempt of `ctx`, or `None` when that activity already runs here
     /// (a lease that expired under us, reclaimed by our own poll: the attempt already
     /// running still holds the claim and will report).
@@ -23,6 +31,7 @@ impl InFlight {
             return None;
         }
         attempts.insert(ctx.activity_id(), ctx.clone());
+        self.metrics.in_flight(&ctx.info().worker, 1.0);
         Some(Registration { in_flight: Arc::clone(self), activity_id: ctx.activity_id() })
     }
 
@@ -57,6 +66,11 @@ pub(super) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.in_flight.lock().remove(&self.activity_id);
+        let removed = self.in_flight.lock().remove(&self.activity_id);
+        if let Some(ctx) = removed {
+            self.in_flight.metrics.in_flight(&ctx.info().worker, -1.0);
+        }
+        // The attempt gave its slot back before its registration (field order).
+        self.in_flight.metrics.slots_free(self.in_flight.slots.available_permits());
     }
 }

@@ -58,8 +58,15 @@ fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSema
         tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
         return;
     };
-    let attempt =
-        Attempt { ctx, params: item.parameters, timeout: timeouts.execution, slot, lease, _registration: registration };
+    let attempt = Attempt {
+        ctx,
+        params: item.parameters,
+        timeout: timeouts.execution,
+        slot,
+        lease,
+        _registration: registration,
+        handler_started: None,
+    };
     services.tasks.spawn(attempt.run(Arc::clone(services)));
 }
 

@@ -16,6 +16,7 @@ use crate::client::{ApiClient, ClientError};
 use crate::context::{BoxFuture, HeartbeatError};
 use crate::protocol::HeartbeatResponse;
 use crate::settle::LeaseState;
+use crate::telemetry;
 
 const HELD: u8 = 0;
 const UNKNOWN: u8 = 1;
@@ -59,16 +60,22 @@ impl Lease {
         answer: Result<HeartbeatResponse, ClientError>,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         let judged = match answer {
-            Ok(response) => return Ok(response),
+            Ok(response) => {
+                telemetry::heartbeat("ok");
+                return Ok(response);
+            }
             Err(error) if error.status() == Some(409) => {
+                telemetry::heartbeat("lease_lost");
                 tracing::warn!(%error, "heartbeat refused: the activity belongs to another worker now");
                 (LeaseState::Lost, HeartbeatError::LeaseLost)
             }
             Err(error) if error.status() == Some(404) => {
+                telemetry::heartbeat("error");
                 tracing::error!(%error, "heartbeat refused: the server does not know this activity; heartbeats stop");
                 (LeaseState::Unknown, HeartbeatError::NotFound)
             }
             Err(error) => {
+                telemetry::heartbeat("error");
                 tracing::warn!(%error, "heartbeat failed; the lease expires if this goes on");
                 return Err(HeartbeatError::Failed(error.to_string()));
             }

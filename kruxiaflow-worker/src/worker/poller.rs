@@ -12,11 +12,15 @@ use super::shutdown::Phase;
 use super::{Services, intake};
 use crate::client::ClientError;
 use crate::protocol::PollRequest;
+use crate::telemetry::{self, PollMetrics, PollResult};
 
 /// Claims activities while the worker runs. A slot is held before polling so that a
 /// poll never claims more than this worker can start right away: anything claimed but
 /// not started would sit idle while its lease runs down.
 pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase: watch::Receiver<Phase>) {
+    let health = services.health.poller(&worker);
+    let alive = health.alive();
+    let metrics = PollMetrics::new(&worker);
     let mut outage = Outage::default();
     let mut over_delivery_warned = false;
     // The pauses of the current run of failures, if there is one.
@@ -46,7 +50,18 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
         // A poll in flight when a graceful shutdown starts may finish, so the
         // activities it claimed are started (and drained) rather than stranded; the
         // shutdown bounds how long it may take.
-        let pause = match services.client.poll(&request).await {
+        services.metrics.slots_free(services.slots.available_permits());
+        health.poll_started(&services.health);
+        let started = Instant::now();
+        let polled = services.client.poll(&request).await;
+        health.poll_ended(polled.is_ok());
+        let result = match &polled {
+            Ok(items) if items.is_empty() => PollResult::Empty,
+            Ok(_) => PollResult::Work,
+            Err(_) => PollResult::Error,
+        };
+        metrics.polled(result, started.elapsed());
+        let pause = match polled {
             Ok(items) => {
                 outage.ended(&worker);
                 pauses = None;
@@ -56,6 +71,8 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
             }
             Err(error) => {
                 drop(permits);
+                services.metrics.slots_free(services.slots.available_permits());
+                telemetry::retried("poll");
                 let pause = pauses.get_or_insert_with(|| services.retry.pauses()).next();
                 let pause = pause.unwrap_or(services.retry.max_delay);
                 outage.failed(&worker, &error, pause);
@@ -69,6 +86,7 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
             }
         }
     }
+    alive.stopped();
     tracing::debug!(%worker, "poller stopped");
 }
 

@@ -1,6 +1,7 @@
 //! Stopping: the handle, OS signals, and draining in-flight activities.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -24,11 +25,29 @@ pub(super) enum Phase {
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     phase: Arc<watch::Sender<Phase>>,
+    /// Where the operator listener accepts connections, once it does.
+    listening: Arc<OnceLock<SocketAddr>>,
 }
 
 impl WorkerHandle {
-    pub(super) fn new(phase: Arc<watch::Sender<Phase>>) -> Self {
-        Self { phase }
+    pub(super) fn new() -> Self {
+        let (phase, _) = watch::channel(Phase::Running);
+        Self { phase: Arc::new(phase), listening: Arc::default() }
+    }
+
+    pub(super) fn phase(&self) -> &Arc<watch::Sender<Phase>> {
+        &self.phase
+    }
+
+    pub(super) fn set_listening(&self, addr: SocketAddr) {
+        let _ = self.listening.set(addr);
+    }
+
+    /// The address of the `/metrics`, `/healthz` and `/readyz` listener
+    /// ([`WorkerConfig::metrics_addr`](crate::WorkerConfig::metrics_addr)) once it is
+    /// bound: the actual port when the configured one is 0.
+    pub fn listening_on(&self) -> Option<SocketAddr> {
+        self.listening.get().copied()
     }
 
     /// Graceful shutdown: stop claiming, drain for up to `shutdown_timeout`.

@@ -1,0 +1,324 @@
+//! What the worker tells the [`metrics`] facade. Every metric's name and labels live
+//! here. Without a recorder installed, each update is a no-op on a handle; the handles
+//! of the hot path (per activity, per poller) are made once, when the worker starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, SharedString, counter, gauge, histogram};
+
+use crate::protocol::UsageEntry;
+use crate::report::Report;
+
+pub(crate) const ACTIVITIES_STARTED: &str = "kruxiaflow_worker_activities_started_total";
+pub(crate) const ACTIVITIES_FINISHED: &str = "kruxiaflow_worker_activities_finished_total";
+pub(crate) const ACTIVITY_DURATION: &str = "kruxiaflow_worker_activity_duration_seconds";
+pub(crate) const ACTIVITIES_IN_FLIGHT: &str = "kruxiaflow_worker_activities_in_flight";
+pub(crate) const SLOTS_FREE: &str = "kruxiaflow_worker_slots_free";
+pub(crate) const POLLS: &str = "kruxiaflow_worker_polls_total";
+pub(crate) const POLL_DURATION: &str = "kruxiaflow_worker_poll_duration_seconds";
+pub(crate) const RPC_RETRIES: &str = "kruxiaflow_worker_rpc_retries_total";
+pub(crate) const REPORTS_PENDING: &str = "kruxiaflow_worker_reports_pending";
+pub(crate) const HEARTBEATS: &str = "kruxiaflow_worker_heartbeats_total";
+pub(crate) const COST_USD: &str = "kruxiaflow_worker_cost_usd_total";
+pub(crate) const LLM_TOKENS: &str = "kruxiaflow_worker_llm_tokens_total";
+
+/// Renders what the built-in recorder holds as Prometheus text.
+#[cfg(feature = "prometheus")]
+pub(crate) type Prometheus = metrics_exporter_prometheus::PrometheusHandle;
+
+/// Without the `prometheus` feature there is nothing to render.
+#[cfg(not(feature = "prometheus"))]
+#[derive(Clone)]
+pub(crate) enum Prometheus {}
+
+#[cfg(not(feature = "prometheus"))]
+impl Prometheus {
+    pub(crate) fn render(&self) -> String {
+        match *self {}
+    }
+}
+
+/// Drains the recorder's histogram samples every few seconds, for ever: they pile up
+/// between scrapes otherwise.
+pub(crate) async fn upkeep(prometheus: Prometheus) {
+    #[cfg(feature = "prometheus")]
+    {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            prometheus.run_upkeep();
+        }
+    }
+    #[cfg(not(feature = "prometheus"))]
+    match prometheus {}
+}
+
+/// Installs the built-in Prometheus recorder as the process's global recorder, once;
+/// `None` when the application installed a recorder of its own first (metrics then go
+/// there) or the `prometheus` feature is off.
+pub(crate) fn install_prometheus() -> Option<Prometheus> {
+    #[cfg(feature = "prometheus")]
+    {
+        static INSTALLED: std::sync::OnceLock<Option<Prometheus>> = std::sync::OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                const SECONDS: [f64; 16] =
+                    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+                let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .set_buckets(&SECONDS)
+                    .expect("the bucket list is not empty")
+                    .build_recorder();
+                let handle = recorder.handle();
+                match metrics::set_global_recorder(recorder) {
+                    Ok(()) => {
+                        describe();
+                        Some(handle)
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "a metrics recorder is already installed: metrics go there, and /metrics is not served"
+                        );
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+    #[cfg(not(feature = "prometheus"))]
+    {
+        tracing::warn!("built without the `prometheus` feature: /metrics is not served");
+        None
+    }
+}
+
+/// Describes every metric to the installed recorder (help text in `/metrics`).
+#[cfg(feature = "prometheus")]
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(ACTIVITIES_STARTED, "Activity handlers started");
+    describe_counter!(
+        ACTIVITIES_FINISHED,
+        "Attempts ended: completed or failed (as reported to the server), or abandoned (nothing reported)"
+    );
+    describe_histogram!(ACTIVITY_DURATION, Unit::Seconds, "Handler start to report accepted, by outcome");
+    describe_gauge!(ACTIVITIES_IN_FLIGHT, "Attempts claimed and not yet settled");
+    describe_gauge!(SLOTS_FREE, "Free places for activities (max_concurrent_activities minus those in use)");
+    describe_counter!(POLLS, "Polls by result: work, empty or error");
+    describe_histogram!(POLL_DURATION, Unit::Seconds, "Time for the server to answer a poll");
+    describe_counter!(RPC_RETRIES, "Requests retried after a transient failure, by endpoint");
+    describe_gauge!(REPORTS_PENDING, "Completion and failure reports not yet answered by the server");
+    describe_counter!(HEARTBEATS, "Heartbeats by result: ok, lease_lost or error");
+    describe_gauge!(
+        COST_USD,
+        "US dollars reported explicitly with results (usage priced by the server is not included)"
+    );
+    describe_counter!(LLM_TOKENS, "LLM tokens reported in usage entries, by kind: input or output");
+}
+
+/// How an attempt ended, as far as the server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished<'a> {
+    Completed,
+    Failed {
+        code: &'a str,
+    },
+    /// Nothing was reported: the lease was lost, or the report could not be delivered.
+    Abandoned,
+}
+
+impl<'a> Finished<'a> {
+    /// The outcome of an attempt whose report `accepted` the server took (`None`: none).
+    pub(crate) fn of(accepted: Option<&'a Report>) -> Self {
+        match accepted {
+            Some(Report::Complete(_)) => Self::Completed,
+            Some(Report::Fail(fail)) => Self::Failed { code: &fail.error.code },
+            None => Self::Abandoned,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed { .. } => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// The handles of one registered activity.
+struct ActivityMetrics {
+    started: Counter,
+    completed: Counter,
+    abandoned: Counter,
+    durations: [Histogram; 3],
+    cost: Gauge,
+}
+
+impl ActivityMetrics {
+    fn new(worker: &SharedString, activity: &SharedString) -> Self {
+        let labels = [("worker", worker.clone()), ("activity", activity.clone())];
+        let finished = |outcome: &'static str| counter!(ACTIVITIES_FINISHED, "worker" => worker.clone(), "activity" => activity.clone(), "outcome" => outcome);
+        let duration = |outcome: &'static str| histogram!(ACTIVITY_DURATION, "worker" => worker.clone(), "activity" => activity.clone(), "outcome" => outcome);
+        Self {
+            started: counter!(ACTIVITIES_STARTED, &labels),
+            completed: finished("completed"),
+            abandoned: finished("abandoned"),
+            durations: [duration("completed"), duration("failed"), duration("abandoned")],
+            cost: gauge!(COST_USD, &labels),
+        }
+    }
+}
+
+/// The worker's metric handles, made once at startup for everything registered.
+pub(crate) struct WorkerMetrics {
+    activities: HashMap<String, HashMap<String, ActivityMetrics>>,
+    in_flight: HashMap<String, Gauge>,
+    slots_free: Gauge,
+    reports_pending: Gauge,
+}
+
+impl WorkerMetrics {
+    /// Handles for every `(worker type, activity name)` in `registered`.
+    pub(crate) fn new<'a>(registered: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut activities: HashMap<String, HashMap<String, ActivityMetrics>> = HashMap::new();
+        let mut in_flight = HashMap::new();
+        for (worker, activity) in registered {
+            let worker_label = SharedString::from(worker.to_owned());
+            in_flight
+                .entry(worker.to_owned())
+                .or_insert_with(|| gauge!(ACTIVITIES_IN_FLIGHT, "worker" => worker_label.clone()));
+            let metrics = ActivityMetrics::new(&worker_label, &SharedString::from(activity.to_owned()));
+            activities.entry(worker.to_owned()).or_default().insert(activity.to_owned(), metrics);
+        }
+        Self { activities, in_flight, slots_free: gauge!(SLOTS_FREE), reports_pending: gauge!(REPORTS_PENDING) }
+    }
+
+    fn activity(&self, worker: &str, activity: &str) -> Option<&ActivityMetrics> {
+        self.activities.get(worker)?.get(activity)
+    }
+
+    pub(crate) fn started(&self, worker: &str, activity: &str) {
+        if let Some(metrics) = self.activity(worker, activity) {
+            metrics.started.increment(1);
+        }
+    }
+
+    /// An attempt ended `finished`, `elapsed` after its handler started (`None`: it
+    /// never started), with `accepted` the report the server took.
+    pub(crate) fn finished(&self, worker: &str, activity: &str, accepted: Option<&Report>, elapsed: Option<Duration>) {
+        let finished = Finished::of(accepted);
+        match (self.activity(worker, activity), finished) {
+            (Some(metrics), Finished::Completed) => metrics.completed.increment(1),
+            (Some(metrics), Finished::Abandoned) => metrics.abandoned.increment(1),
+            // Failures carry their code, so their handles are made when they happen;
+            // so is everything of an activity nobody registered.
+            _ => finished_counter(worker, activity, finished).increment(1),
+        }
+        if let Some(elapsed) = elapsed {
+            let index = match finished {
+                Finished::Completed => 0,
+                Finished::Failed { .. } => 1,
+                Finished::Abandoned => 2,
+            };
+            match self.activity(worker, activity) {
+                Some(metrics) => metrics.durations[index].record(elapsed.as_secs_f64()),
+                None => histogram!(ACTIVITY_DURATION, "worker" => worker.to_owned(), "activity" => activity.to_owned(), "outcome" => finished.label())
+                    .record(elapsed.as_secs_f64()),
+            }
+        }
+        if let Some(report) = accepted {
+            self.spent(worker, activity, report);
+        }
+    }
+
+    fn spent(&self, worker: &str, activity: &str, report: &Report) {
+        let (cost, usage) = match report {
+            Report::Complete(complete) => (complete.cost_usd, &complete.usage),
+            Report::Fail(fail) => (fail.cost_usd, &fail.usage),
+        };
+        let explicit = cost.into_iter().chain(usage.iter().filter_map(|u| u.cost_usd));
+        let dollars: f64 = explicit.filter_map(|d| f64::try_from(d).ok()).sum();
+        if dollars != 0.0 {
+            match self.activity(worker, activity) {
+                Some(metrics) => metrics.cost.increment(dollars),
+                None => gauge!(COST_USD, "worker" => worker.to_owned(), "activity" => activity.to_owned())
+                    .increment(dollars),
+            }
+        }
+        usage.iter().for_each(tokens);
+    }
+
+    pub(crate) fn in_flight(&self, worker: &str, delta: f64) {
+        match self.in_flight.get(worker) {
+            Some(gauge) => gauge.increment(delta),
+            None => gauge!(ACTIVITIES_IN_FLIGHT, "worker" => worker.to_owned()).increment(delta),
+        }
+    }
+
+    pub(crate) fn slots_free(&self, free: usize) {
+        self.slots_free.set(free as f64);
+    }
+
+    pub(crate) fn reports_pending(&self, delta: f64) {
+        self.reports_pending.increment(delta);
+    }
+}
+
+fn finished_counter(worker: &str, activity: &str, finished: Finished<'_>) -> Counter {
+    let (worker, activity) = (worker.to_owned(), activity.to_owned());
+    match finished {
+        Finished::Failed { code } => counter!(
+            ACTIVITIES_FINISHED,
+            "worker" => worker, "activity" => activity, "outcome" => "failed", "code" => code.to_owned()
+        ),
+        other => counter!(ACTIVITIES_FINISHED, "worker" => worker, "activity" => activity, "outcome" => other.label()),
+    }
+}
+
+fn tokens(usage: &UsageEntry) {
+    let kinds = [("input", usage.input_tokens), ("output", usage.output_tokens)];
+    for (kind, count) in kinds.into_iter().filter(|(_, count)| *count > 0) {
+        counter!(LLM_TOKENS, "provider" => usage.provider.clone(), "model" => usage.model.clone(), "kind" => kind)
+            .increment(u64::from(count));
+    }
+}
+
+/// The result of one poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollResult {
+    Work,
+    Empty,
+    Error,
+}
+
+/// The handles of one poller.
+pub(crate) struct PollMetrics {
+    results: [Counter; 3],
+    duration: Histogram,
+}
+
+impl PollMetrics {
+    pub(crate) fn new(worker: &str) -> Self {
+        let result = |result: &'static str| counter!(POLLS, "worker" => worker.to_owned(), "result" => result);
+        Self {
+            results: [result("work"), result("empty"), result("error")],
+            duration: histogram!(POLL_DURATION, "worker" => worker.to_owned()),
+        }
+    }
+
+    pub(crate) fn polled(&self, result: PollResult, took: Duration) {
+        self.results[result as usize].increment(1);
+        self.duration.record(took.as_secs_f64());
+    }
+}
+
+/// A request to `endpoint` failed transiently and is tried again.
+pub(crate) fn retried(endpoint: &'static str) {
+    counter!(RPC_RETRIES, "endpoint" => endpoint).increment(1);
+}
+
+/// A heartbeat's result: `ok`, `lease_lost` or `error`.
+pub(crate) fn heartbeat(result: &'static str) {
+    counter!(HEARTBEATS, "result" => result).increment(1);
+}
