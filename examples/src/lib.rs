@@ -30,18 +30,16 @@ pub mod results;
 
 use kruxiaflow_worker::prelude::*;
 
-/// Prints log lines at `info` and above (or as `RUST_LOG` says) to standard error.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Prints log lines at `info` and above (or as `RUST_LOG` says) to standard error, as
+/// text or as JSON (`KRUXIAFLOW_LOG_FORMAT=json`).
+pub fn init_logging() -> Result<(), WorkerError> {
+    Ok(kruxiaflow_worker::logging::init()?)
 }
 
 /// Runs `registry` as a worker configured from the environment until SIGINT/SIGTERM:
 /// what each example binary does.
 pub async fn run_from_env(register: impl FnOnce(&mut ActivityRegistry, &str)) -> Result<(), WorkerError> {
-    init_logging();
+    init_logging()?;
     let config = WorkerConfig::from_env()?;
     let mut registry = ActivityRegistry::new();
     register(&mut registry, &config.worker);

@@ -121,6 +121,55 @@ async fn the_complete_binary_announces_itself_and_serves_the_guide() {
 
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = exit_within(child, Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// `KRUXIAFLOW_LOG_FORMAT=json`: one JSON object per log line on standard error. The
+/// test then closes its end of that pipe, as a dying log shipper would: the worker
+/// must go on and still stop cleanly.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = FakeServer::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_complete"))
+        .env("KRUXIAFLOW_API_URL", server.url())
+        .env("KRUXIAFLOW_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the complete example starts");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = tokio::task::spawn_blocking(move || {
+        stderr.lines().map(Result::unwrap).find(|line| line.contains("worker started")).expect("a start line")
+    })
+    .await
+    .unwrap();
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = exit_within(child, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+
+    let line: Value = serde_json::from_str(&started).unwrap_or_else(|e| panic!("{e}: {started}"));
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["fields"]["message"], "worker started", "{line}");
+    assert_eq!(line["fields"]["api_url"], server.url(), "{line}");
+}
+
+/// The child's exit status; it is killed and the test fails if it has not exited in time.
+async fn exit_within(mut child: std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?} of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

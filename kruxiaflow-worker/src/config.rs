@@ -7,6 +7,13 @@ use std::time::Duration;
 /// Python guide.
 pub const DEFAULT_API_URL: &str = "http://localhost:8080";
 
+/// Most activities one worker process may run at once.
+pub const MAX_CONCURRENT_ACTIVITIES: usize = 100_000;
+
+/// The shortest heartbeat interval `KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL` accepts: more
+/// often only loads the server. (Code may set less, for tests.)
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The server refuses polls for more than this many activities.
 pub const MAX_POLL_ACTIVITIES: u32 = 100;
 
@@ -19,6 +26,9 @@ pub mod env {
     pub const CLIENT_ID: &str = "KRUXIAFLOW_CLIENT_ID";
     /// OAuth client secret (with the id, or neither).
     pub const CLIENT_SECRET: &str = "KRUXIAFLOW_CLIENT_SECRET";
+    /// A file holding the OAuth client secret (a Docker or Kubernetes secret), instead
+    /// of [`CLIENT_SECRET`].
+    pub const CLIENT_SECRET_FILE: &str = "KRUXIAFLOW_CLIENT_SECRET_FILE";
     /// Worker type polled for.
     pub const WORKER: &str = "KRUXIAFLOW_WORKER";
     /// This process's unique id.
@@ -46,6 +56,28 @@ pub mod env {
     pub const CA_CERT_FILE: &str = "KRUXIAFLOW_CA_CERT_FILE";
     /// `host:port` to serve `/metrics`, `/healthz` and `/readyz` on; unset: no listener.
     pub const METRICS_ADDR: &str = "KRUXIAFLOW_WORKER_METRICS_ADDR";
+    /// `text` (the default) or `json`: how [`logging::init`](crate::logging::init)
+    /// writes log lines.
+    pub const LOG_FORMAT: &str = "KRUXIAFLOW_LOG_FORMAT";
+
+    /// The variable that sets the [`WorkerConfig`](super::WorkerConfig) field `field`.
+    pub(crate) fn for_field(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "api_url" => API_URL,
+            "worker" => WORKER,
+            "worker_id" => WORKER_ID,
+            "poll_max_activities" => POLL_MAX_ACTIVITIES,
+            "poll_interval" => POLL_INTERVAL,
+            "max_concurrent_activities" => MAX_ACTIVITIES,
+            "activity_timeout" => ACTIVITY_TIMEOUT,
+            "heartbeat_interval" => HEARTBEAT_INTERVAL,
+            "shutdown_timeout" => SHUTDOWN_TIMEOUT,
+            "cancellation_grace" => CANCELLATION_GRACE,
+            "report_flush_timeout" => REPORT_FLUSH_TIMEOUT,
+            "http_timeout" => HTTP_TIMEOUT,
+            _ => return None,
+        })
+    }
 }
 
 /// OAuth client credentials. `Debug` never prints the secret.
@@ -203,7 +235,15 @@ impl WorkerConfig {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let api_url = get(env::API_URL);
         let mut config = Self::new(api_url.as_deref().map_or(DEFAULT_API_URL, str::trim));
-        config.credentials = match (get(env::CLIENT_ID), get(env::CLIENT_SECRET)) {
+        let secret = match (get(env::CLIENT_SECRET), get(env::CLIENT_SECRET_FILE)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict { first: env::CLIENT_SECRET, second: env::CLIENT_SECRET_FILE });
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(path)) => Some(read_secret(path.trim())?),
+            (None, None) => None,
+        };
+        config.credentials = match (get(env::CLIENT_ID), secret) {
             (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
             (None, None) => None,
             (Some(_), None) => {
@@ -230,8 +270,11 @@ impl WorkerConfig {
             config.poll_max_activities = wanted.min(u64::from(MAX_POLL_ACTIVITIES)) as u32;
         }
         if let Some(raw) = get(env::MAX_ACTIVITIES) {
-            config.max_concurrent_activities = usize::try_from(parse_positive_int(env::MAX_ACTIVITIES, &raw)?)
-                .map_err(|_| invalid(env::MAX_ACTIVITIES, &raw, "a positive integer that fits this platform"))?;
+            let wanted = parse_positive_int(env::MAX_ACTIVITIES, &raw)?;
+            config.max_concurrent_activities = usize::try_from(wanted)
+                .ok()
+                .filter(|&n| n <= MAX_CONCURRENT_ACTIVITIES)
+                .ok_or_else(|| invalid(env::MAX_ACTIVITIES, &raw, "an integer from 1 to 100000"))?;
         }
         let seconds = |name: &'static str, default: Duration| match get(name) {
             Some(raw) => parse_seconds(name, &raw),
@@ -240,6 +283,10 @@ impl WorkerConfig {
         config.poll_interval = seconds(env::POLL_INTERVAL, config.poll_interval)?;
         config.activity_timeout = seconds(env::ACTIVITY_TIMEOUT, config.activity_timeout)?;
         config.heartbeat_interval = seconds(env::HEARTBEAT_INTERVAL, config.heartbeat_interval)?;
+        if config.heartbeat_interval < MIN_HEARTBEAT_INTERVAL {
+            let raw = get(env::HEARTBEAT_INTERVAL).unwrap_or_default();
+            return Err(invalid(env::HEARTBEAT_INTERVAL, &raw, "at least 1 second"));
+        }
         config.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, config.shutdown_timeout)?;
         config.cancellation_grace = seconds(env::CANCELLATION_GRACE, config.cancellation_grace)?;
         config.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, config.report_flush_timeout)?;
@@ -252,14 +299,27 @@ impl WorkerConfig {
                 .map_err(|_| invalid(env::METRICS_ADDR, &raw, "a host:port address such as 0.0.0.0:9464"))?;
             config.metrics_addr = Some(addr);
         }
-        config.validate()?;
+        config.validate().map_err(|error| error.named_after(env::for_field))?;
         Ok(config)
+    }
+
+    /// Whether the client secret and tokens would cross the network unencrypted: an
+    /// `http://` URL to a host other than this machine, with credentials.
+    pub fn sends_secrets_in_clear(&self) -> bool {
+        let Some(url) = reqwest::Url::parse(&self.api_url).ok() else { return false };
+        let host = url.host_str().unwrap_or_default();
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        self.credentials.is_some() && url.scheme() == "http" && !local
     }
 
     /// Checks every field; the error names the field and the bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.api_url.starts_with("http://") || self.api_url.starts_with("https://")) {
-            return Err(invalid("api_url", &self.api_url, "an http:// or https:// URL"));
+        let url = reqwest::Url::parse(&self.api_url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none());
+        if url.is_none() {
+            return Err(invalid("api_url", &self.api_url, "an http:// or https:// URL with a valid host and port"));
         }
         if !is_identifier(&self.worker) {
             return Err(invalid("worker", &self.worker, "a worker type of letters, digits, '_' and '-'"));
@@ -274,8 +334,12 @@ impl WorkerConfig {
                 "an integer from 1 to 100",
             ));
         }
-        if self.max_concurrent_activities == 0 {
-            return Err(invalid("max_concurrent_activities", "0", "a positive integer"));
+        if self.max_concurrent_activities == 0 || self.max_concurrent_activities > MAX_CONCURRENT_ACTIVITIES {
+            return Err(invalid(
+                "max_concurrent_activities",
+                &self.max_concurrent_activities.to_string(),
+                "an integer from 1 to 100000",
+            ));
         }
         let durations = [
             ("poll_interval", self.poll_interval),
@@ -314,11 +378,27 @@ fn parse_positive_int(name: &str, raw: &str) -> Result<u64, ConfigError> {
     }
 }
 
+/// Seconds (`30`, `0.5`), or a duration with units (`30s`, `100ms`, `1m 30s`).
 fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
-    match raw.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(invalid(name, raw, "a positive number of seconds")),
+    let raw_trimmed = raw.trim();
+    let parsed = match raw_trimmed.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(raw_trimmed).ok().filter(|d| !d.is_zero() && d.as_secs() < 1_000_000_000),
+    };
+    parsed.ok_or_else(|| invalid(name, raw, "a positive number of seconds, or a duration such as 30s or 100ms"))
+}
+
+/// The secret in the file at `path`, without the line end most tools add.
+fn read_secret(path: &str) -> Result<String, ConfigError> {
+    let unreadable =
+        |detail: String| ConfigError::SecretFile { name: env::CLIENT_SECRET_FILE, path: path.into(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(unreadable("the file is empty".to_owned()));
     }
+    Ok(secret.to_owned())
 }
 
 /// A configuration value is missing or invalid.
@@ -343,6 +423,24 @@ pub enum ConfigError {
         /// What went wrong.
         detail: String,
     },
+    /// Two variables that say the same thing are both set.
+    #[error("{first} and {second} are both set: set only one")]
+    Conflict {
+        /// One variable.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// The client secret file cannot be read.
+    #[error("{name} names {path:?}, which cannot be read as the client secret: {detail}")]
+    SecretFile {
+        /// The variable.
+        name: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// The HTTP client could not be built from these settings.
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
@@ -356,6 +454,20 @@ pub enum ConfigError {
         /// What is accepted.
         expected: &'static str,
     },
+}
+
+impl ConfigError {
+    /// The same error, naming the environment variable `variable_of` gives for the
+    /// field it names, if any.
+    fn named_after(self, variable_of: impl Fn(&str) -> Option<&'static str>) -> Self {
+        match self {
+            Self::Invalid { name, value, expected } => {
+                let name = variable_of(&name).map_or(name, str::to_owned);
+                Self::Invalid { name, value, expected }
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

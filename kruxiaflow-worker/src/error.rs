@@ -202,6 +202,11 @@ pub enum WorkerError {
         /// Why.
         reason: String,
     },
+    /// The server's first answers say the worker can never work with this
+    /// configuration: credentials refused, no such route (an API URL with a path), a
+    /// redirect. The message names the variable to fix.
+    #[error("cannot start: {0}")]
+    Startup(String),
     /// A poll loop failed; the worker shut down rather than sit idle.
     #[error("a poll loop failed ({0}); the worker shut down instead of sitting idle")]
     PollerFailed(String),

@@ -55,6 +55,8 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod files;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod macro_support;
 pub mod protocol;
 mod registry;

@@ -141,6 +141,12 @@ impl WorkerManager {
         if self.registry.is_empty() {
             return Err(WorkerError::NoActivities);
         }
+        if self.config.sends_secrets_in_clear() {
+            tracing::warn!(
+                "the client secret and tokens go to {} unencrypted: use an https:// KRUXIAFLOW_API_URL off this machine",
+                self.config.api_url
+            );
+        }
         if self.config.credentials.is_none() {
             tracing::warn!(
                 "no client credentials configured: talking to {} without authentication (dev-mode server)",
@@ -248,19 +254,19 @@ async fn run_until_stopped(
         () = shutdown => handle.shutdown(),
         _ = watching.wait_for(|p| *p != Phase::Running) => {}
         Some(ended) = pollers.join_next() => {
-            // A poller returns on its own only once a shutdown began.
+            // A poller returns on its own only once a shutdown began, or with an error.
             let stopping = *phase.borrow() != Phase::Running;
-            let detail = match ended {
-                Ok(()) if stopping => None,
-                Ok(()) => Some("it returned while the worker was running".to_owned()),
-                Err(error) if error.is_panic() => {
-                    Some(crate::ActivityError::from_panic(&*error.into_panic()).message().to_owned())
-                }
-                Err(error) => Some(error.to_string()),
+            failure = match ended {
+                Ok(Ok(())) if stopping => None,
+                Ok(Ok(())) => Some(WorkerError::PollerFailed("it returned while the worker was running".to_owned())),
+                Ok(Err(error)) => Some(error),
+                Err(error) if error.is_panic() => Some(WorkerError::PollerFailed(
+                    crate::ActivityError::from_panic(&*error.into_panic()).message().to_owned(),
+                )),
+                Err(error) => Some(WorkerError::PollerFailed(error.to_string())),
             };
-            if let Some(detail) = detail {
-                tracing::error!(%detail, "a poller failed; shutting down so the worker does not sit idle");
-                failure = Some(WorkerError::PollerFailed(detail));
+            if let Some(failure) = &failure {
+                tracing::error!(%failure, "shutting down");
             }
             handle.shutdown();
         }

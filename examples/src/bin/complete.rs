@@ -17,7 +17,7 @@ use kruxiaflow_worker_examples::complete;
 
 #[tokio::main]
 async fn main() -> Result<(), WorkerError> {
-    kruxiaflow_worker_examples::init_logging();
+    kruxiaflow_worker_examples::init_logging()?;
     let config = WorkerConfig::from_env()?;
 
     let mut registry = ActivityRegistry::new();

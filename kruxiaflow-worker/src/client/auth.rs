@@ -166,6 +166,12 @@ impl TokenSource {
             if error.is_transient() {
                 return Err(error);
             }
+            if status == 404 {
+                return Err(ClientError::Unauthorized(format!(
+                    "the token endpoint {} answered 404: check KRUXIAFLOW_API_URL (the server's base URL, without a path such as /api/v1)",
+                    self.url
+                )));
+            }
             return Err(ClientError::Unauthorized(format!(
                 "the token endpoint refused client '{}' ({status}): {}; check KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET",
                 escape_controls(&self.request.client_id),

@@ -124,6 +124,10 @@ impl ClientError {
 
     pub(crate) fn transport(url: &str, error: &reqwest::Error) -> Self {
         let mut detail = error.to_string();
+        // The URL is ours already: said once, lines stay readable.
+        if let Some(request_url) = error.url() {
+            detail = detail.replace(&format!(" for url ({request_url})"), "");
+        }
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             detail.push_str(": ");

@@ -35,10 +35,12 @@ fn api_url_defaults_to_localhost_8080_and_loses_its_trailing_slash() {
     assert_eq!(config.api_url, DEFAULT_API_URL);
     let config = config_from(&[(env::API_URL, "https://flow.example/")]).unwrap();
     assert_eq!(config.api_url, "https://flow.example");
-    assert_eq!(
-        error_text(&[(env::API_URL, "flow.example")]),
-        "api_url must be an http:// or https:// URL, got \"flow.example\""
-    );
+    for bad in ["flow.example", "http://exa mple.com", "http://flow.example:99999", "ftp://flow.example"] {
+        assert_eq!(
+            error_text(&[(env::API_URL, bad)]),
+            format!("KRUXIAFLOW_API_URL must be an http:// or https:// URL with a valid host and port, got {bad:?}")
+        );
+    }
 }
 
 #[test]
@@ -77,7 +79,7 @@ fn worker_type_and_id() {
     assert_eq!(config.worker_id, "worker_a");
     assert_eq!(
         error_text(&[(env::WORKER, "bad.type")]),
-        "worker must be a worker type of letters, digits, '_' and '-', got \"bad.type\""
+        "KRUXIAFLOW_WORKER must be a worker type of letters, digits, '_' and '-', got \"bad.type\""
     );
 }
 
@@ -100,6 +102,67 @@ fn max_activities_sets_concurrency() {
         error_text(&[(env::MAX_ACTIVITIES, "abc")]),
         "KRUXIAFLOW_WORKER_MAX_ACTIVITIES must be a positive integer, got \"abc\""
     );
+    assert_eq!(config_from(&[(env::MAX_ACTIVITIES, "100000")]).unwrap().max_concurrent_activities, 100_000);
+    for too_many in ["100001", "18446744073709551615"] {
+        assert_eq!(
+            error_text(&[(env::MAX_ACTIVITIES, too_many)]),
+            format!("KRUXIAFLOW_WORKER_MAX_ACTIVITIES must be an integer from 1 to 100000, got {too_many:?}")
+        );
+    }
+}
+
+#[test]
+fn heartbeats_are_at_most_one_a_second() {
+    assert_eq!(config_from(&[(env::HEARTBEAT_INTERVAL, "1")]).unwrap().heartbeat_interval, Duration::from_secs(1));
+    assert_eq!(
+        error_text(&[(env::HEARTBEAT_INTERVAL, "0.001")]),
+        "KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL must be at least 1 second, got \"0.001\""
+    );
+}
+
+#[test]
+fn durations_may_have_units() {
+    let config =
+        config_from(&[(env::POLL_INTERVAL, "100ms"), (env::SHUTDOWN_TIMEOUT, "1m 30s"), (env::HTTP_TIMEOUT, "30s")])
+            .unwrap();
+    assert_eq!(config.poll_interval, Duration::from_millis(100));
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(90));
+    assert_eq!(config.http_timeout, Duration::from_secs(30));
+    for bad in ["0s", "30 parsecs"] {
+        assert_eq!(
+            error_text(&[(env::HTTP_TIMEOUT, bad)]),
+            format!(
+                "KRUXIAFLOW_WORKER_HTTP_TIMEOUT must be a positive number of seconds, or a duration such as 30s or 100ms, got {bad:?}"
+            )
+        );
+    }
+}
+
+#[test]
+fn the_client_secret_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let path = file.to_str().unwrap();
+    let config = config_from(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, path)]).unwrap();
+    assert_eq!(config.credentials, Some(Credentials::new("me", "s3cret")));
+
+    assert_eq!(
+        error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET, "x"), (env::CLIENT_SECRET_FILE, path)]),
+        "KRUXIAFLOW_CLIENT_SECRET and KRUXIAFLOW_CLIENT_SECRET_FILE are both set: set only one"
+    );
+    std::fs::write(&file, "\n").unwrap();
+    assert_eq!(
+        error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, path)]),
+        format!(
+            "KRUXIAFLOW_CLIENT_SECRET_FILE names {path:?}, which cannot be read as the client secret: the file is empty"
+        )
+    );
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    assert!(error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, missing)]).starts_with(&format!(
+        "KRUXIAFLOW_CLIENT_SECRET_FILE names {missing:?}, which cannot be read as the client secret: No such file"
+    )));
 }
 
 #[test]
@@ -126,7 +189,10 @@ fn durations_are_float_seconds() {
         };
         assert_eq!(actual, expected, "{name}");
         for bad in ["0", "-3", "soon", "NaN", "inf"] {
-            assert_eq!(error_text(&[(name, bad)]), format!("{name} must be a positive number of seconds, got {bad:?}"));
+            assert_eq!(
+                error_text(&[(name, bad)]),
+                format!("{name} must be a positive number of seconds, or a duration such as 30s or 100ms, got {bad:?}")
+            );
         }
     }
 }
@@ -136,7 +202,7 @@ fn code_built_config_is_validated_by_field_name() {
     let config = WorkerConfig { max_concurrent_activities: 0, ..WorkerConfig::default() };
     assert_eq!(
         config.validate().unwrap_err().to_string(),
-        "max_concurrent_activities must be a positive integer, got \"0\""
+        "max_concurrent_activities must be an integer from 1 to 100000, got \"0\""
     );
     let config = WorkerConfig { poll_max_activities: 101, ..WorkerConfig::default() };
     assert_eq!(
@@ -158,4 +224,15 @@ fn the_shutdown_bound_adds_drain_grace_and_flush() {
         config_from(&[(env::SHUTDOWN_TIMEOUT, "5"), (env::CANCELLATION_GRACE, "1"), (env::REPORT_FLUSH_TIMEOUT, "3")])
             .unwrap();
     assert_eq!(config.shutdown_bound(), Duration::from_secs(9));
+}
+
+#[test]
+fn secrets_in_clear_are_only_those_sent_over_http_off_this_machine() {
+    let with = |url: &str| WorkerConfig::new(url).with_credentials("me", "s3cret");
+    assert!(with("http://flow.example").sends_secrets_in_clear());
+    assert!(with("http://10.0.0.5:8080").sends_secrets_in_clear());
+    for safe in ["https://flow.example", "http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"] {
+        assert!(!with(safe).sends_secrets_in_clear(), "{safe}");
+    }
+    assert!(!WorkerConfig::new("http://flow.example").sends_secrets_in_clear(), "no credentials, no secret");
 }

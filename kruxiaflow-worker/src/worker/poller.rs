@@ -11,17 +11,28 @@ use tokio::time::Instant;
 use super::shutdown::Phase;
 use super::{Services, intake};
 use crate::client::ClientError;
+use crate::error::WorkerError;
 use crate::protocol::PollRequest;
 use crate::telemetry::{self, PollMetrics, PollResult};
 
 /// Claims activities while the worker runs. A slot is held before polling so that a
 /// poll never claims more than this worker can start right away: anything claimed but
 /// not started would sit idle while its lease runs down.
-pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase: watch::Receiver<Phase>) {
+///
+/// Returns an error, before its first successful poll, on an answer that says no poll
+/// will ever succeed with this configuration (credentials refused, no such route, a
+/// redirect); transient trouble is retried for ever, since the server may start after
+/// the worker.
+pub(super) async fn poll_loop(
+    services: Arc<Services>,
+    worker: String,
+    mut phase: watch::Receiver<Phase>,
+) -> Result<(), WorkerError> {
     let health = services.health.poller(&worker);
     let alive = health.alive();
     let metrics = PollMetrics::new(&worker);
     let mut outage = Outage::default();
+    let mut ever_succeeded = false;
     let mut over_delivery_warned = false;
     // The pauses of the current run of failures, if there is one.
     let mut pauses = None;
@@ -63,6 +74,7 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
         metrics.polled(result, started.elapsed());
         let pause = match polled {
             Ok(items) => {
+                ever_succeeded = true;
                 outage.ended(&worker);
                 pauses = None;
                 let pause = items.is_empty().then_some(services.config.poll_interval);
@@ -70,6 +82,9 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
                 pause
             }
             Err(error) => {
+                if !ever_succeeded && let Some(reason) = never_succeeds(&error, &services.config.api_url) {
+                    return Err(WorkerError::Startup(reason));
+                }
                 drop(permits);
                 services.metrics.slots_free(services.slots.available_permits());
                 telemetry::retried("poll");
@@ -88,6 +103,20 @@ pub(super) async fn poll_loop(services: Arc<Services>, worker: String, mut phase
     }
     alive.stopped();
     tracing::debug!(%worker, "poller stopped");
+    Ok(())
+}
+
+/// Why no poll will ever succeed after `error`, if it says so.
+fn never_succeeds(error: &ClientError, api_url: &str) -> Option<String> {
+    match error {
+        ClientError::Unauthorized(_) | ClientError::CredentialsRequired | ClientError::Redirect { .. } => {
+            Some(error.to_string())
+        }
+        ClientError::Status { status: 404, url, .. } => Some(format!(
+            "{url} answered 404: the server has no such route; KRUXIAFLOW_API_URL ({api_url}) must be the server's base URL, without a path such as /api/v1"
+        )),
+        _ => None,
+    }
 }
 
 /// Starts what a poll claimed. A server sending more than asked is misbehaving (warned

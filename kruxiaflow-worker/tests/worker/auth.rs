@@ -75,16 +75,19 @@ async fn concurrent_callers_share_one_token_fetch() {
 }
 
 #[tokio::test]
-async fn refused_credentials_do_not_crash_the_worker_and_nothing_is_claimed() {
+async fn refused_credentials_stop_the_worker_at_startup_naming_the_variables_and_nothing_is_claimed() {
     let server = auth_server(Duration::from_secs(3600)).await;
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo"));
     let worker = RunningWorker::start(config(&server).with_credentials("my-worker", "wrong"), registry);
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    worker.stop().await.unwrap();
-
+    let error = tokio::time::timeout(Duration::from_secs(10), worker.join()).await.expect("fails fast").unwrap_err();
+    assert_eq!(
+        format!("{error:?}"),
+        "cannot start: authentication failed: the token endpoint refused client 'my-worker' (401): Unauthorized: \
+         Invalid client credentials; check KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET"
+    );
     assert!(server.requests_to(Endpoint::Poll).is_empty(), "no request without a token");
     assert!(server.requests_to(Endpoint::Token).iter().all(|r| r.status == 401));
     assert_eq!(server.activity(id).unwrap().claims, 0);

@@ -1,0 +1,72 @@
+//! One line to see the worker's logs: [`init`] installs a `tracing` subscriber that
+//! writes to standard error, filtered by `RUST_LOG` (default `info`), as text or, for log
+//! shippers, as one JSON object per line (`KRUXIAFLOW_LOG_FORMAT=json`).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{ConfigError, env};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, with the activity's span fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The format `KRUXIAFLOW_LOG_FORMAT` asks for (`text` or `json`; unset: text).
+    ///
+    /// ```
+    /// use kruxiaflow_worker::logging::LogFormat;
+    ///
+    /// assert_eq!(LogFormat::from_variable(Some("json")), Ok(LogFormat::Json));
+    /// assert_eq!(
+    ///     LogFormat::from_variable(Some("yaml")).unwrap_err().to_string(),
+    ///     "KRUXIAFLOW_LOG_FORMAT must be text or json, got \"yaml\""
+    /// );
+    /// ```
+    pub fn from_variable(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(ConfigError::Invalid {
+                name: env::LOG_FORMAT.to_owned(),
+                value: other.to_owned(),
+                expected: "text or json",
+            }),
+        }
+    }
+}
+
+/// Installs the subscriber, unless the application installed one already (then its
+/// own stays, and this does nothing). Call it first thing in `main`.
+///
+/// ```no_run
+/// use kruxiaflow_worker::prelude::*;
+///
+/// # async fn demo(registry: ActivityRegistry) -> Result<(), WorkerError> {
+/// kruxiaflow_worker::logging::init()?;
+/// let config = WorkerConfig::from_env()?;
+/// WorkerManager::new(config, registry).run_until_shutdown().await
+/// # }
+/// ```
+///
+/// # Errors
+/// When `KRUXIAFLOW_LOG_FORMAT` is neither `text` nor `json`.
+pub fn init() -> Result<(), ConfigError> {
+    let format = LogFormat::from_variable(std::env::var(env::LOG_FORMAT).ok().as_deref())?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log line that cannot be written is dropped: reporting that on standard error
+    // (the default) panics the task when standard error is a closed pipe.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    // An error here means a subscriber is installed already: the application's choice.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
+}
