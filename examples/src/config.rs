@@ -42,7 +42,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             error.to_string(),
-            "KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT must be a positive number of seconds, got \"ten minutes\""
+            "KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT must be a positive number of seconds, or a duration such as 30s or 100ms, \
+             got \"ten minutes\""
         );
     }
 }
