@@ -8,7 +8,7 @@ use std::time::Duration;
 use kruxiaflow_worker::prelude::*;
 use kruxiaflow_worker_testing::FakeServer;
 
-use crate::common::{RunningWorker, config, echo, eventually};
+use crate::common::{RunningWorker, activity, config, echo, eventually};
 
 /// Log output, shared with the subscriber.
 #[derive(Clone, Default)]
@@ -31,10 +31,9 @@ impl Write for Captured {
     }
 }
 
-// Current-thread runtime: the worker's own tasks run on this thread, under the
-// subscriber set for it.
-#[tokio::test(flavor = "current_thread")]
-async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
+/// Captures `info` and above on this thread. The tests run on a current-thread
+/// runtime, so the worker's own tasks run here, under this subscriber.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -42,7 +41,40 @@ async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_finished_activity_is_one_info_line_with_its_outcome() {
+    let (captured, _guard) = capture();
+    let server = FakeServer::start().await;
+    let mut registry = ActivityRegistry::new();
+    registry.register(echo(), "rust");
+    registry.register(activity("refuse", |_p, _ctx| async { Err(ActivityError::terminal("BAD_INPUT", "no")) }), "rust");
+    let worker = RunningWorker::start(config(&server), registry);
+    let ok = server.enqueue(kruxiaflow_worker_testing::NewActivity::new("rust", "echo"));
+    server.wait_for(ok).await.expect_completed();
+    let bad = server.enqueue(
+        kruxiaflow_worker_testing::NewActivity::new("rust", "refuse")
+            .retry(kruxiaflow_worker_testing::RetrySettings::attempts(1)),
+    );
+    server.wait_for(bad).await;
+    eventually("both are logged", || captured.lines().iter().filter(|l| l.contains("activity finished")).count() == 2)
+        .await;
+    worker.stop().await.unwrap();
+
+    let finished: Vec<String> = captured.lines().into_iter().filter(|l| l.contains("activity finished")).collect();
+    assert!(finished[0].contains(" INFO activity{"), "{}", finished[0]);
+    assert!(finished[0].contains(&format!("activity_id={ok}")), "{}", finished[0]);
+    assert!(finished[0].contains("activity_name=echo"), "{}", finished[0]);
+    assert!(finished[0].contains("outcome=\"completed\""), "{}", finished[0]);
+    assert!(finished[1].contains("activity_name=refuse"), "{}", finished[1]);
+    assert!(finished[1].contains("outcome=\"failed\" code=BAD_INPUT"), "{}", finished[1]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
+    let (captured, _guard) = capture();
 
     let server = FakeServer::start().await;
     let mut registry = ActivityRegistry::new();
