@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::client::{ApiClient, HttpCustomizer, Pools, RetryPolicy, build_pools};
 use crate::config::WorkerConfig;
@@ -198,11 +198,11 @@ impl WorkerManager {
             "worker started"
         );
         services.metrics.slots_free(services.slots.available_permits());
-        let serving = operator_listener.map(|l| tokio::spawn(listener::serve(l, Arc::clone(&services), prometheus)));
+        // Stops serving however `run` ends, returned or dropped.
+        let serving = operator_listener
+            .map(|l| AbortOnDropHandle::new(tokio::spawn(listener::serve(l, Arc::clone(&services), prometheus))));
         let result = run_until_stopped(&services, shutdown, &self.handle).await;
-        if let Some(serving) = serving {
-            serving.abort();
-        }
+        drop(serving);
         drop(activities);
         tracing::info!("worker stopped");
         result
