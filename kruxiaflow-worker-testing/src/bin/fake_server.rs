@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ async fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        // Standard output is for the announcement, which readers may stop reading.
+        .with_writer(std::io::stderr)
         .init();
     let mut builder = FakeServer::builder().port(options.port);
     let mode = match &options.auth {
@@ -94,14 +97,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Tests and scripts read the first line to find the server. One write for both
-    // lines, so that a reader that closes the pipe after the first cannot make the
-    // second fail.
-    println!(
-        "kruxiaflow-fake-server listening on {} ({mode})\nfiles are kept in {} until the server stops",
+    // Tests and scripts read the first line to find the server, and may close the pipe
+    // after it: written in one piece, and a closed pipe is not an error.
+    let announcement = format!(
+        "kruxiaflow-fake-server listening on {} ({mode})\nfiles are kept in {} until the server stops\n",
         server.url(),
         server.files_dir().display()
     );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(announcement.as_bytes()).and_then(|()| stdout.flush());
+    drop(stdout);
     stop_requested().await;
     server.stop().await;
     // Dropping the server removes its file directory, which may hold gigabytes.

@@ -108,3 +108,27 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
     assert_eq!(status.code(), Some(0), "{status}");
     assert!(!files_dir.exists(), "{} is left behind after SIGTERM", files_dir.display());
 }
+
+#[tokio::test]
+async fn a_reader_may_stop_after_the_first_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kruxiaflow-fake-server"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut first_line = String::new();
+    BufReader::new(stdout).read_line(&mut first_line).unwrap(); // and the pipe closes here
+    let url = first_line
+        .strip_prefix("kruxiaflow-fake-server listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_owned();
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = reqwest::get(format!("{url}/_fake/activities")).await.expect("the server is still up");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(child.0.try_wait().unwrap(), None, "the server is still running");
+    assert_eq!(terminate(&mut child.0).code(), Some(0));
+}
