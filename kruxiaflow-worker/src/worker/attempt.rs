@@ -132,14 +132,25 @@ impl Attempt {
 /// One line per finished attempt, at `info` (inside the attempt's span, which names
 /// the activity).
 fn log_finished(accepted: Option<&Report>, elapsed: Option<Duration>) {
-    let took = elapsed.map(|d| format!("{:.3}s", d.as_secs_f64()));
-    let took = took.as_deref().unwrap_or("not started");
+    let took = Took(elapsed);
     match Finished::of(accepted) {
-        Finished::Completed => tracing::info!(outcome = "completed", took, "activity finished"),
+        Finished::Completed => tracing::info!(outcome = "completed", %took, "activity finished"),
         Finished::Failed { code } => {
-            tracing::info!(outcome = "failed", code = %Escaped(code), took, "activity finished")
+            tracing::info!(outcome = "failed", code = %Escaped(code), %took, "activity finished")
         }
-        Finished::Abandoned => tracing::info!(outcome = "abandoned", took, "activity finished: nothing was reported"),
+        Finished::Abandoned => tracing::info!(outcome = "abandoned", %took, "activity finished: nothing was reported"),
+    }
+}
+
+/// How long a handler ran, formatted only when the line is written.
+struct Took(Option<Duration>);
+
+impl std::fmt::Display for Took {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(elapsed) => write!(f, "{:.3}s", elapsed.as_secs_f64()),
+            None => f.write_str("not started"),
+        }
     }
 }
 
