@@ -83,11 +83,10 @@ async fn every_guide_sample_runs_unchanged_against_its_example_binary() {
 #[tokio::test]
 async fn the_complete_binary_announces_itself_and_serves_the_guide() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     let server = FakeServer::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_complete"))
-        .env("KRUXIAFLOW_API_URL", server.url())
+    let mut child = complete_binary(&server)
         .env("KRUXIAFLOW_WORKER", "my-rust-worker")
         .env("KRUXIAFLOW_WORKER_POLL_INTERVAL", "0.01")
         .env("RUST_LOG", "off")
@@ -119,9 +118,7 @@ async fn the_complete_binary_announces_itself_and_serves_the_guide() {
         serde_json::json!({"result": {"sentiment": "negative", "confidence": 0.5}})
     );
 
-    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
-    let status = exit_within(child, Duration::from_secs(30)).await;
+    let status = terminate(child).await;
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
@@ -131,11 +128,10 @@ async fn the_complete_binary_announces_itself_and_serves_the_guide() {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     let server = FakeServer::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_complete"))
-        .env("KRUXIAFLOW_API_URL", server.url())
+    let mut child = complete_binary(&server)
         .env("KRUXIAFLOW_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -148,9 +144,7 @@ async fn json_logs_are_one_object_per_line() {
     })
     .await
     .unwrap();
-    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
-    let status = exit_within(child, Duration::from_secs(30)).await;
+    let status = terminate(child).await;
     assert_eq!(status.code(), Some(0), "{status}");
 
     let line: Value = serde_json::from_str(&started).unwrap_or_else(|e| panic!("{e}: {started}"));
@@ -159,8 +153,19 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(line["fields"]["api_url"], server.url(), "{line}");
 }
 
-/// The child's exit status; it is killed and the test fails if it has not exited in time.
-async fn exit_within(mut child: std::process::Child, limit: Duration) -> std::process::ExitStatus {
+/// The `complete` example binary, pointed at `server`.
+fn complete_binary(server: &FakeServer) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_complete"));
+    command.env("KRUXIAFLOW_API_URL", server.url());
+    command
+}
+
+/// Sends SIGTERM (through `kill`, so no unsafe code is needed) and returns the exit
+/// status; the child is killed and the test fails if it has not exited within 30 s.
+async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let limit = Duration::from_secs(30);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -137,6 +137,15 @@ impl<'a> Finished<'a> {
         }
     }
 
+    /// Its place in [`ActivityMetrics::durations`].
+    fn index(self) -> usize {
+        match self {
+            Self::Completed => 0,
+            Self::Failed { .. } => 1,
+            Self::Abandoned => 2,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Completed => "completed",
@@ -208,23 +217,19 @@ impl WorkerMetrics {
     /// never started), with `accepted` the report the server took.
     pub(crate) fn finished(&self, worker: &str, activity: &str, accepted: Option<&Report>, elapsed: Option<Duration>) {
         let finished = Finished::of(accepted);
-        match (self.activity(worker, activity), finished) {
+        let registered = self.activity(worker, activity);
+        match (registered, finished) {
             (Some(metrics), Finished::Completed) => metrics.completed.increment(1),
             (Some(metrics), Finished::Abandoned) => metrics.abandoned.increment(1),
             // Failures carry their code, so their handles are made when they happen;
             // so is everything of an activity nobody registered.
             _ => finished_counter(worker, activity, finished).increment(1),
         }
-        if let Some(elapsed) = elapsed {
-            let index = match finished {
-                Finished::Completed => 0,
-                Finished::Failed { .. } => 1,
-                Finished::Abandoned => 2,
-            };
-            match self.activity(worker, activity) {
-                Some(metrics) => metrics.durations[index].record(elapsed.as_secs_f64()),
+        if let Some(elapsed) = elapsed.map(|d| d.as_secs_f64()) {
+            match registered {
+                Some(metrics) => metrics.durations[finished.index()].record(elapsed),
                 None => histogram!(ACTIVITY_DURATION, "worker" => worker.to_owned(), "activity" => activity.to_owned(), "outcome" => finished.label())
-                    .record(elapsed.as_secs_f64()),
+                    .record(elapsed),
             }
         }
         if let Some(report) = accepted {

@@ -42,18 +42,29 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-#[tokio::test]
-async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
+/// Starts the binary on a free port; returns it, its standard output after the first
+/// line, and the URL that line gives.
+fn start() -> (KillOnDrop, BufReader<std::process::ChildStdout>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kruxiaflow-fake-server"))
         .args(["--port", "0"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut child = KillOnDrop(child);
-    let mut stdout = BufReader::new(stdout);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let child = KillOnDrop(child);
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
+    let url = first_line
+        .strip_prefix("kruxiaflow-fake-server listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_owned();
+    (child, stdout, url)
+}
+
+#[tokio::test]
+async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
+    let (mut child, mut stdout, url) = start();
     let mut second_line = String::new();
     stdout.read_line(&mut second_line).unwrap();
     let files_dir = PathBuf::from(
@@ -63,11 +74,6 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
             .unwrap_or_else(|| panic!("unexpected second line {second_line:?}")),
     );
     assert!(files_dir.is_dir(), "{}", files_dir.display());
-    let url = first_line
-        .strip_prefix("kruxiaflow-fake-server listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-        .to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let http = reqwest::Client::new();
@@ -111,20 +117,8 @@ async fn the_binary_prints_its_address_and_serves_a_worker_end_to_end() {
 
 #[tokio::test]
 async fn a_reader_may_stop_after_the_first_line() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kruxiaflow-fake-server"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut child = KillOnDrop(child);
-    let mut first_line = String::new();
-    BufReader::new(stdout).read_line(&mut first_line).unwrap(); // and the pipe closes here
-    let url = first_line
-        .strip_prefix("kruxiaflow-fake-server listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-        .to_owned();
+    let (mut child, stdout, url) = start();
+    drop(stdout); // the pipe closes after the first line
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = reqwest::get(format!("{url}/_fake/activities")).await.expect("the server is still up");
