@@ -15,6 +15,7 @@ mod queue;
 mod routes;
 mod serve;
 mod state;
+mod subscribers;
 mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -472,7 +473,9 @@ impl FakeServer {
         self.state.files.all()
     }
 
-    /// Sets the subscriber count `ws/subscribers` reports for an activity.
+    /// Pretends `subscribers` clients watch an activity's stream, on top of the
+    /// WebSocket subscribers actually connected to
+    /// `/api/v1/activities/{id}/ws`. `ws/complete` and `ws/error` reset it to 0.
     pub fn set_stream_subscribers(&self, id: Uuid, subscribers: u32) {
         self.state.streams().entry(id).or_default().subscribers = subscribers;
     }

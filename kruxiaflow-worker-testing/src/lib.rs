@@ -14,9 +14,11 @@
 pub mod conformance;
 pub mod fake;
 mod mock;
+mod subscriber;
 
 pub use fake::{
     ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
     Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status,
 };
-pub use mock::{LogLevel, LogLine, MockContext, Upload};
+pub use mock::{LogLevel, LogLine, MockContext, Streamed, Upload};
+pub use subscriber::{Received, StreamFrame, StreamSubscriber, SubscribeError};

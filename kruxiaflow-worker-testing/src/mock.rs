@@ -1,6 +1,7 @@
 //! `MockContext`: run one activity in memory and see what it did.
 
 mod capture;
+mod stream;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use kruxiaflow_worker::__testing::{Ending, HandlerOutcome, LeaseState, settle};
+use kruxiaflow_worker::__testing::{Ending, HandlerOutcome, LeaseState, context_with_stream, settle, stream_end};
 use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError, Spend};
 use kruxiaflow_worker::files::{FileReference, codes as file_codes};
 use kruxiaflow_worker::report::Report;
@@ -21,6 +22,8 @@ use tracing::instrument::WithSubscriber;
 use uuid::Uuid;
 
 pub use capture::{LogLevel, LogLine};
+use stream::MockStream;
+pub use stream::Streamed;
 
 /// An in-memory [`ActivityContext`] for unit tests, in the spirit of Temporal's
 /// activity test environments: it records heartbeats, log lines (from `ctx.logger()`
@@ -66,6 +69,7 @@ pub use capture::{LogLevel, LogLine};
 pub struct MockContext {
     info: ActivityInfo,
     backend: Arc<MockBackend>,
+    stream: Arc<MockStream>,
     cancel_after: Option<Duration>,
     logs: Arc<Mutex<Vec<LogLine>>>,
     ctx: OnceLock<ActivityContext>,
@@ -146,6 +150,7 @@ impl MockContext {
         Self {
             info: ActivityInfo::new(worker, activity_name),
             backend: Arc::new(MockBackend::default()),
+            stream: Arc::new(MockStream::new()),
             cancel_after: None,
             logs: Arc::default(),
             ctx: OnceLock::new(),
@@ -186,6 +191,31 @@ impl MockContext {
     pub fn settings(mut self, settings: Value) -> Self {
         self.info.settings = settings;
         self
+    }
+
+    /// Opts the activity in to token streaming (`settings.streaming`), as its workflow
+    /// definition would; with one subscriber unless [`subscribers`](Self::subscribers)
+    /// says otherwise. What it streams is in [`streamed`](Self::streamed).
+    pub fn streaming(mut self, enabled: bool) -> Self {
+        if !self.info.settings.is_object() {
+            self.info.settings = Value::Object(Default::default());
+        }
+        self.info.settings["streaming"] = Value::Bool(enabled);
+        self
+    }
+
+    /// How many clients watch the stream (default 1). With 0, nothing sent is recorded
+    /// and no end message is sent, as in a worker.
+    pub fn subscribers(self, count: u32) -> Self {
+        self.stream.set_subscribers(count);
+        self
+    }
+
+    /// What the activity streamed: each `send` to an active stream is one increment
+    /// here (a worker may join several into one request; the text is the same), and
+    /// the end message a worker would send before the report.
+    pub fn streamed(&self) -> Streamed {
+        self.stream.recorded()
     }
 
     /// Declares an output.
@@ -237,7 +267,8 @@ impl MockContext {
     pub fn context(&self) -> ActivityContext {
         self.ctx
             .get_or_init(|| {
-                ActivityContext::new(self.info.clone(), Arc::clone(&self.backend) as Arc<dyn ContextBackend>)
+                let backend = Arc::clone(&self.backend) as Arc<dyn ContextBackend>;
+                context_with_stream(self.info.clone(), backend, Arc::clone(&self.stream) as _)
             })
             .clone()
     }
@@ -259,7 +290,11 @@ impl MockContext {
         if let Some(canceller) = canceller {
             canceller.abort();
         }
-        outcome.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic)))
+        let outcome = outcome.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic)));
+        if self.context().stream().is_enabled() && self.stream.is_active() {
+            self.stream.end(stream_end(self.report(&outcome).as_ref()));
+        }
+        outcome
     }
 
     /// Runs `future` with log capture, for tests that call a typed handler directly.

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker::stream::StreamEnd;
 use kruxiaflow_worker::{CancelReason, decode_params};
-use kruxiaflow_worker_testing::{LogLevel, LogLine, MockContext};
+use kruxiaflow_worker_testing::{LogLevel, LogLine, MockContext, Streamed};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -199,4 +200,60 @@ async fn a_file_that_was_not_seeded_is_not_found() {
     let missing = mock.reference("missing.txt");
     let error = mock.run(&shout_file, json!({"input": missing})).await.unwrap_err();
     assert_eq!((error.code(), error.message()), ("FILE_NOT_FOUND", format!("file not found: {missing}").as_str()));
+}
+
+/// Streams its words, then completes with the sentence (or fails when told to).
+struct Story;
+
+impl Activity for Story {
+    fn name(&self) -> &str {
+        "story"
+    }
+
+    async fn run(&self, params: Value, ctx: ActivityContext) -> Result<ActivityResult, ActivityError> {
+        let stream = ctx.stream();
+        for word in ["Once ", "upon ", "a ", "time"] {
+            stream.send(word);
+        }
+        stream.flush().await;
+        if params["fail"] == true {
+            return Err(ActivityError::terminal("MODEL_REFUSED", "the model refused"));
+        }
+        Ok(ActivityResult::value("text", "Once upon a time"))
+    }
+}
+
+#[tokio::test]
+async fn a_mock_records_each_send_and_the_end_a_worker_would_send() {
+    let mock = MockContext::new("rust", "story").streaming(true);
+    mock.run(&Story, json!({})).await.unwrap();
+    let streamed = mock.streamed();
+    assert_eq!(
+        streamed.increments,
+        [(0, "Once ".to_owned()), (1, "upon ".to_owned()), (2, "a ".to_owned()), (3, "time".to_owned())]
+    );
+    assert_eq!(streamed.text(), "Once upon a time");
+    let output = serde_json::Map::from_iter([("text".to_owned(), json!("Once upon a time"))]);
+    assert_eq!(streamed.end, Some(StreamEnd::Complete(output)));
+    assert!(mock.context().stream().is_enabled());
+}
+
+#[tokio::test]
+async fn a_failing_mock_ends_its_stream_with_the_failure_message() {
+    let mock = MockContext::new("rust", "story").streaming(true).subscribers(3);
+    mock.run(&Story, json!({"fail": true})).await.unwrap_err();
+    assert_eq!(mock.streamed().end, Some(StreamEnd::Error("the model refused".to_owned())));
+}
+
+#[tokio::test]
+async fn a_mock_without_subscribers_or_opt_in_records_nothing() {
+    let unwatched = MockContext::new("rust", "story").streaming(true).subscribers(0);
+    unwatched.run(&Story, json!({})).await.unwrap();
+    assert_eq!(unwatched.streamed(), Streamed::default());
+    assert!(unwatched.context().stream().is_enabled());
+
+    let not_opted_in = MockContext::new("rust", "story");
+    not_opted_in.run(&Story, json!({})).await.unwrap();
+    assert_eq!(not_opted_in.streamed(), Streamed::default());
+    assert!(!not_opted_in.context().stream().is_enabled());
 }

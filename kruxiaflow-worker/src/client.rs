@@ -21,8 +21,12 @@ use uuid::Uuid;
 
 use crate::config::WorkerConfig;
 use crate::files::FileReference;
-use crate::protocol::{FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, ReportAck};
+use crate::protocol::{
+    FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, ReportAck, StreamComplete,
+    StreamError, StreamToken, SubscriberCount, TokenDelivered,
+};
 use crate::report::Report;
+use crate::stream::StreamEnd;
 use crate::text::escape_controls;
 
 use auth::TokenSource;
@@ -112,6 +116,46 @@ impl ApiClient {
     ) -> Result<FileMetadata, ClientError> {
         let url = self.file_url(file);
         self.retry.retry("file_upload", || transfer::upload(self, &url, source, content_type)).await
+    }
+
+    /// How many clients watch `activity_id`'s stream; one request, no retries (the
+    /// stream owns its retries).
+    pub(crate) async fn stream_subscribers(&self, activity_id: Uuid, timeout: Duration) -> Result<u32, ClientError> {
+        let url = format!("{}/api/v1/activities/{activity_id}/ws/subscribers", self.base_url);
+        let request = Request { method: Method::GET, url: &url, body: &Payload::Empty, timeout: Some(timeout) };
+        let response = self.send_authenticated(&request).await?;
+        decode::<SubscriberCount>(&url, response).await.map(|answer| answer.count)
+    }
+
+    /// Sends one increment of streamed text, once; answers how many sockets got it.
+    pub(crate) async fn stream_token(
+        &self,
+        activity_id: Uuid,
+        token: StreamToken<'_>,
+        timeout: Duration,
+    ) -> Result<u32, ClientError> {
+        let url = format!("{}/api/v1/activities/{activity_id}/ws/token", self.base_url);
+        let request =
+            Request { method: Method::POST, url: &url, body: &Payload::Json(encode(&token)), timeout: Some(timeout) };
+        let response = self.send_authenticated(&request).await?;
+        decode::<TokenDelivered>(&url, response).await.map(|answer| answer.subscribers)
+    }
+
+    /// Ends `activity_id`'s stream (`ws/complete` or `ws/error`, by `end`), once. The
+    /// server answers with an empty body.
+    pub(crate) async fn stream_end(
+        &self,
+        activity_id: Uuid,
+        end: &StreamEnd,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let (endpoint, body) = match end {
+            StreamEnd::Complete(result) => ("complete", encode(&StreamComplete { result })),
+            StreamEnd::Error(error) => ("error", encode(&StreamError { error })),
+        };
+        let url = format!("{}/api/v1/activities/{activity_id}/ws/{endpoint}", self.base_url);
+        let request = Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(timeout) };
+        self.send_authenticated(&request).await.map(drop)
     }
 
     fn file_url(&self, file: &FileReference) -> String {

@@ -20,6 +20,7 @@ use crate::error::{ActivityError, codes};
 use crate::files::{FileReference, guess_content_type};
 use crate::protocol::{OutputDefinition, OutputType, UsageEntry};
 use crate::result::ActivityOutput;
+use crate::stream::TokenStream;
 
 pub use logger::ActivityLogger;
 use temp::TempFiles;
@@ -177,6 +178,7 @@ struct Inner {
     logger: ActivityLogger,
     files: TempFiles,
     backend: Arc<dyn ContextBackend>,
+    stream: TokenStream,
 }
 
 /// Money an attempt recorded through its context while running.
@@ -189,8 +191,13 @@ pub struct Spend {
 }
 
 impl ActivityContext {
-    /// A context for `info`, served by `backend`.
+    /// A context for `info`, served by `backend`; its [`stream`](Self::stream) sends
+    /// nothing.
     pub fn new(info: ActivityInfo, backend: Arc<dyn ContextBackend>) -> Self {
+        Self::with_stream(info, backend, TokenStream::disabled())
+    }
+
+    pub(crate) fn with_stream(info: ActivityInfo, backend: Arc<dyn ContextBackend>, stream: TokenStream) -> Self {
         let logger = ActivityLogger::new(&info);
         let files = TempFiles::new(info.activity_id);
         Self {
@@ -202,6 +209,7 @@ impl ActivityContext {
                 logger,
                 files,
                 backend,
+                stream,
             }),
         }
     }
@@ -271,6 +279,13 @@ impl ActivityContext {
             }
             Err(HeartbeatError::Failed(detail)) => Err(ActivityError::retryable(codes::HEARTBEAT_FAILED, detail)),
         }
+    }
+
+    /// The activity's token stream: text sent to it reaches the clients watching the
+    /// activity live, when the activity opted in (`settings.streaming`) and someone is
+    /// subscribed. Cheap to call and to clone; see [`TokenStream`].
+    pub fn stream(&self) -> TokenStream {
+        self.inner.stream.clone()
     }
 
     /// Declared outputs of type `file`.

@@ -63,6 +63,7 @@ mod registry;
 pub mod report;
 mod result;
 mod settle;
+pub mod stream;
 mod telemetry;
 mod text;
 mod worker;
@@ -75,6 +76,7 @@ pub use error::{ActivityError, WorkerError};
 pub use protocol::{OutputDefinition, OutputType, UsageEntry};
 pub use registry::{ActivityRegistry, RegistryError};
 pub use result::{ActivityOutput, ActivityResult};
+pub use stream::TokenStream;
 pub use worker::{WorkerHandle, WorkerManager};
 
 #[cfg(feature = "macros")]
@@ -84,7 +86,7 @@ pub use kruxiaflow_worker_macros::{Activity, activity};
 pub mod prelude {
     pub use crate::{
         Activity, ActivityContext, ActivityError, ActivityOutput, ActivityRegistry, ActivityResult, Execute,
-        OutputType, UsageEntry, WorkerConfig, WorkerError, WorkerManager,
+        OutputType, TokenStream, UsageEntry, WorkerConfig, WorkerError, WorkerManager,
     };
 
     #[cfg(feature = "macros")]
@@ -109,4 +111,27 @@ pub mod __private {
 #[doc(hidden)]
 pub mod __testing {
     pub use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
+    pub use crate::stream::StreamSink;
+
+    use std::sync::Arc;
+
+    use crate::context::{ActivityContext, ActivityInfo, ContextBackend};
+    use crate::report::Report;
+    use crate::stream::{StreamEnd, TokenStream};
+
+    /// A context whose stream sends to `sink` when the activity opted in.
+    pub fn context_with_stream(
+        info: ActivityInfo,
+        backend: Arc<dyn ContextBackend>,
+        sink: Arc<dyn StreamSink>,
+    ) -> ActivityContext {
+        let stream =
+            if crate::stream::opted_in(&info.settings) { TokenStream::to(sink) } else { TokenStream::disabled() };
+        ActivityContext::with_stream(info, backend, stream)
+    }
+
+    /// The end message a worker sends to an active stream before `report`.
+    pub fn stream_end(report: Option<&Report>) -> Option<StreamEnd> {
+        StreamEnd::for_report(report)
+    }
 }

@@ -361,3 +361,34 @@ mod tests {
         assert_eq!(null.signal_data, Some(Value::Null));
     }
 }
+
+/// Answer of `GET /api/v1/activities/{id}/ws/subscribers`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct SubscriberCount {
+    pub(crate) count: u32,
+}
+
+/// Body of `POST /api/v1/activities/{id}/ws/token`: one increment of streamed text.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct StreamToken<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) index: u32,
+}
+
+/// Answer of `POST /api/v1/activities/{id}/ws/token`: how many sockets got it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct TokenDelivered {
+    pub(crate) subscribers: u32,
+}
+
+/// Body of `POST /api/v1/activities/{id}/ws/complete`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct StreamComplete<'a> {
+    pub(crate) result: &'a Map<String, Value>,
+}
+
+/// Body of `POST /api/v1/activities/{id}/ws/error`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct StreamError<'a> {
+    pub(crate) error: &'a str,
+}

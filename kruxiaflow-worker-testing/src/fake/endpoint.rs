@@ -22,8 +22,18 @@ pub enum Endpoint {
     FileDownload,
     /// `POST /api/v1/workflows/{wf}/activities/{key}/files/{name}`
     FileUpload,
-    /// `/api/v1/activities/{id}/ws/*`
-    Streaming,
+    /// `GET /api/v1/activities/{id}/ws/subscribers`
+    StreamSubscribers,
+    /// `POST /api/v1/activities/{id}/ws/token`
+    StreamToken,
+    /// `POST /api/v1/activities/{id}/ws/complete`
+    StreamComplete,
+    /// `POST /api/v1/activities/{id}/ws/error`
+    StreamError,
+    /// `GET /api/v1/activities/{id}/ws` and
+    /// `GET /api/v1/workflows/{wf}/activities/{key}/ws`: a client subscribing over a
+    /// WebSocket (the token, if any, in the query string).
+    Subscribe,
     /// `/health` and `/api/v1/info`
     Public,
     /// The fake's own admin routes under `/_fake/`.
@@ -47,11 +57,16 @@ impl Endpoint {
                     ["heartbeat"] => Self::Heartbeat,
                     ["complete"] => Self::Complete,
                     ["fail"] => Self::Fail,
-                    ["ws", _] => Self::Streaming,
+                    ["ws"] => Self::Subscribe,
+                    ["ws", "subscribers"] => Self::StreamSubscribers,
+                    ["ws", "token"] => Self::StreamToken,
+                    ["ws", "complete"] => Self::StreamComplete,
+                    ["ws", "error"] => Self::StreamError,
                     _ => Self::Unknown,
                 };
                 (endpoint, id)
             }
+            ["api", "v1", "workflows", _, "activities", _, "ws"] => (Self::Subscribe, None),
             ["api", "v1", "workflows", _, "activities", _, "files", _] if method == Method::GET => {
                 (Self::FileDownload, None)
             }
@@ -64,11 +79,20 @@ impl Endpoint {
 
     /// Needs a bearer token (outside dev mode) and answers 503 during shutdown.
     pub fn is_protected(self) -> bool {
-        !matches!(self, Self::Token | Self::Public | Self::Admin | Self::Unknown)
+        !matches!(self, Self::Token | Self::Public | Self::Admin | Self::Unknown | Self::Subscribe)
     }
 
     /// Carries a JSON body worth recording.
     pub(crate) fn has_json_body(self) -> bool {
-        matches!(self, Self::Poll | Self::Heartbeat | Self::Complete | Self::Fail | Self::Streaming)
+        matches!(
+            self,
+            Self::Poll
+                | Self::Heartbeat
+                | Self::Complete
+                | Self::Fail
+                | Self::StreamToken
+                | Self::StreamComplete
+                | Self::StreamError
+        )
     }
 }

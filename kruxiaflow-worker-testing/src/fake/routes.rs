@@ -20,7 +20,7 @@ use super::activity::Failure;
 use super::envelope::{self, FieldErrors};
 use super::files::{StoredFile, now_rfc3339};
 use super::state::ServerState;
-use super::{admin, gate, token};
+use super::{admin, gate, subscribers, token};
 
 type Answer = Result<Response, Response>;
 
@@ -35,6 +35,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/activities/{id}/ws/token", post(stream_token))
         .route("/api/v1/activities/{id}/ws/complete", post(stream_complete))
         .route("/api/v1/activities/{id}/ws/error", post(stream_error))
+        .route("/api/v1/activities/{id}/ws", get(subscribers::by_activity_id))
+        .route("/api/v1/workflows/{workflow_id}/activities/{activity_key}/ws", get(subscribers::by_activity_key))
         .route("/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename}", get(download).post(upload))
         .route("/health", get(health))
         .merge(admin::router())
@@ -286,8 +288,8 @@ async fn upload(
 }
 
 async fn stream_subscribers(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Response {
-    let count = state.streams().get(&id).map_or(0, |s| s.subscribers);
-    Json(json!({"count": count})).into_response()
+    let pretended = state.streams().get(&id).map_or(0, |s| s.subscribers);
+    Json(json!({"count": pretended + state.hub.open(id)})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -301,10 +303,11 @@ async fn stream_token(
     Path(id): Path<Uuid>,
     Json(body): Json<StreamToken>,
 ) -> Response {
+    let delivered = state.hub.token(id, &body.text, body.index);
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.tokens.push((body.index, body.text));
-    Json(json!({"subscribers": stream.subscribers})).into_response()
+    Json(json!({"subscribers": stream.subscribers + delivered})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -317,6 +320,7 @@ async fn stream_complete(
     Path(id): Path<Uuid>,
     Json(body): Json<StreamComplete>,
 ) -> StatusCode {
+    state.hub.complete(id, &body.result);
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.completed = Some(body.result);
@@ -334,6 +338,7 @@ async fn stream_error(
     Path(id): Path<Uuid>,
     Json(body): Json<StreamError>,
 ) -> StatusCode {
+    state.hub.error(id, &body.error);
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.error = Some(body.error);

@@ -20,7 +20,7 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, stop: Cancellat
                 let service = TowerToHyperService::new(router.clone());
                 connections.spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }

@@ -15,11 +15,13 @@ use super::faults::Faults;
 use super::files::FileStore;
 use super::log::RequestLog;
 use super::queue::Queue;
+use super::subscribers::Hub;
 
 /// What a worker streamed for one activity through the `ws/*` endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StreamRecord {
-    /// Subscriber count the server reports (set by the test).
+    /// Subscribers the test pretends are connected (`FakeServer::set_stream_subscribers`),
+    /// counted on top of the WebSocket subscribers actually connected.
     pub subscribers: u32,
     /// `(index, text)` of every token increment, in arrival order.
     pub tokens: Vec<(u32, String)>,
@@ -37,6 +39,7 @@ pub(crate) struct ServerState {
     pub(crate) log: RequestLog,
     pub(crate) clock: Clock,
     pub(crate) streams: Mutex<HashMap<Uuid, StreamRecord>>,
+    pub(crate) hub: Hub,
     pub(crate) unknown_models: HashSet<String>,
     pub(crate) shutting_down: AtomicBool,
     changes: watch::Sender<u64>,
@@ -52,6 +55,7 @@ impl ServerState {
             log: RequestLog::default(),
             clock: Clock::default(),
             streams: Mutex::new(HashMap::new()),
+            hub: Hub::default(),
             unknown_models,
             shutting_down: AtomicBool::new(false),
             changes: watch::channel(0).0,

@@ -126,3 +126,18 @@ async fn a_reader_may_stop_after_the_first_line() {
     assert_eq!(child.0.try_wait().unwrap(), None, "the server is still running");
     assert_eq!(terminate(&mut child.0).code(), Some(0));
 }
+
+#[tokio::test]
+async fn the_binary_serves_websocket_subscribers() {
+    let (mut child, _stdout, url) = start();
+    let id = uuid::Uuid::now_v7();
+    let subscriber = kruxiaflow_worker_testing::StreamSubscriber::connect(&url, id, None).await.unwrap();
+    let http = reqwest::Client::new();
+    let stream = format!("{url}/api/v1/activities/{id}/ws");
+    http.post(format!("{stream}/token")).json(&json!({"text": "Hi", "index": 0})).send().await.unwrap();
+    http.post(format!("{stream}/complete")).json(&json!({"result": {"text": "Hi"}})).send().await.unwrap();
+    let received = subscriber.until_closed().await.unwrap();
+    assert_eq!(received.tokens, [(0, "Hi".to_owned())]);
+    assert_eq!(received.end, Some(kruxiaflow_worker_testing::StreamFrame::Complete { result: json!({"text": "Hi"}) }));
+    terminate(&mut child.0);
+}

@@ -1,7 +1,9 @@
 //! PROTOCOL.md §6: the worker-side streaming endpoints, with in-memory counters.
 
-use kruxiaflow_worker_testing::{Endpoint, FakeServer, Fault};
-use serde_json::json;
+use futures_util::StreamExt;
+use kruxiaflow_worker_testing::{Endpoint, FakeServer, Fault, NewActivity, StreamFrame, StreamSubscriber};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::common::Api;
@@ -64,9 +66,105 @@ async fn streaming_routes_are_protected_and_faultable() {
         "Unauthorized: Missing or invalid Authorization header. Expected: Authorization: Bearer <token>",
     );
     let dev = FakeServer::start().await;
-    dev.inject(Endpoint::Streaming, Fault::ShuttingDown, 1);
+    dev.inject(Endpoint::StreamToken, Fault::ShuttingDown, 1);
     Api::new(&dev)
         .post(&format!("/api/v1/activities/{id}/ws/token"), json!({"text": "x", "index": 0}))
         .await
         .assert_error(503, "service_unavailable", "Server is shutting down, please retry later");
+}
+
+#[tokio::test]
+async fn a_websocket_subscriber_is_counted_gets_each_token_then_the_complete_and_is_closed() {
+    let server = FakeServer::start().await;
+    let id = Uuid::now_v7();
+    let api = Api::new(&server);
+    let subscribers = format!("/api/v1/activities/{id}/ws/subscribers");
+    let mut subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
+    assert_eq!(api.get(&subscribers).await.json(), &json!({"count": 1}));
+
+    let reply = api.post(&format!("/api/v1/activities/{id}/ws/token"), json!({"text": "Hel", "index": 0})).await;
+    assert_eq!(reply.json(), &json!({"subscribers": 1}));
+    assert_eq!(subscriber.next_frame().await.unwrap(), Some(StreamFrame::Token { text: "Hel".into(), index: 0 }));
+    api.post(&format!("/api/v1/activities/{id}/ws/complete"), json!({"result": {"text": "Hello"}})).await;
+    assert_eq!(
+        subscriber.next_frame().await.unwrap(),
+        Some(StreamFrame::Complete { result: json!({"text": "Hello"}) })
+    );
+    assert_eq!(subscriber.next_frame().await.unwrap(), None, "the socket is closed after the end");
+    assert_eq!(api.get(&subscribers).await.json(), &json!({"count": 0}));
+}
+
+#[tokio::test]
+async fn frames_carry_the_real_servers_fields() {
+    let server = FakeServer::start().await;
+    let id = Uuid::now_v7();
+    let url = format!("{}/api/v1/activities/{id}/ws", server.url()).replacen("http", "ws", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let api = Api::new(&server);
+    api.post(&format!("/api/v1/activities/{id}/ws/token"), json!({"text": "a", "index": 7})).await;
+    api.post(&format!("/api/v1/activities/{id}/ws/error"), json!({"error": "rate limit exceeded"})).await;
+    let mut frames = Vec::new();
+    while let Some(Ok(Message::Text(text))) = socket.next().await {
+        frames.push(serde_json::from_str::<Value>(&text).unwrap());
+    }
+    assert_eq!(frames.len(), 2);
+    let timestamp = |frame: &mut Value| frame.as_object_mut().unwrap().remove("timestamp").unwrap();
+    assert!(timestamp(&mut frames[0]).as_str().unwrap().ends_with('Z'));
+    assert!(timestamp(&mut frames[1]).as_str().unwrap().ends_with('Z'));
+    assert_eq!(frames[0], json!({"type": "token", "text": "a", "index": 7}));
+    assert_eq!(frames[1], json!({"type": "error", "activity_id": id, "error": "rate limit exceeded"}));
+}
+
+#[tokio::test]
+async fn a_subscriber_who_leaves_is_no_longer_counted() {
+    let server = FakeServer::start().await;
+    let id = Uuid::now_v7();
+    server.set_stream_subscribers(id, 2);
+    let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
+    let api = Api::new(&server);
+    let subscribers = format!("/api/v1/activities/{id}/ws/subscribers");
+    assert_eq!(api.get(&subscribers).await.json(), &json!({"count": 3}));
+    subscriber.close().await;
+    // The server notices the close on its own schedule.
+    let mut count = json!(null);
+    for _ in 0..500 {
+        count = api.get(&subscribers).await.json().clone();
+        if count == json!({"count": 2}) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(count, json!({"count": 2}));
+}
+
+#[tokio::test]
+async fn the_socket_takes_its_token_from_the_query_string_in_auth_mode() {
+    let server = FakeServer::builder().auth("me", "secret").start().await;
+    let id = Uuid::now_v7();
+    let refused = StreamSubscriber::connect(&server.url(), id, None).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    let reply = Api::new(&server)
+        .post(
+            "/api/v1/oauth/token",
+            json!({"grant_type": "client_credentials", "client_id": "me", "client_secret": "secret"}),
+        )
+        .await;
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    StreamSubscriber::connect(&server.url(), id, Some(&token)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_may_subscribe_by_workflow_and_activity_key() {
+    let server = FakeServer::start().await;
+    let workflow_id = Uuid::now_v7();
+    let id = server.enqueue(NewActivity::new("rust", "chat").key("answer").workflow_id(workflow_id));
+    let url = format!("{}/api/v1/workflows/{workflow_id}/activities/answer/ws", server.url()).replacen("http", "ws", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    Api::new(&server).post(&format!("/api/v1/activities/{id}/ws/token"), json!({"text": "hi", "index": 0})).await;
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("no frame") };
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["text"], "hi");
+    let unknown =
+        format!("{}/api/v1/workflows/{workflow_id}/activities/other/ws", server.url()).replacen("http", "ws", 1);
+    let refused = tokio_tungstenite::connect_async(unknown.as_str()).await.unwrap_err();
+    assert!(refused.to_string().contains("404"), "{refused}");
 }

@@ -17,6 +17,7 @@ use crate::context::{ActivityContext, CancelReason};
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, settle};
+use crate::stream::{StreamDriver, StreamEnd};
 use crate::telemetry::Finished;
 use crate::text::Escaped;
 
@@ -28,6 +29,8 @@ pub(super) struct Attempt {
     /// slot like any other claimed work, so the concurrency bound holds.
     pub(super) slot: Option<OwnedSemaphorePermit>,
     pub(super) lease: LeaseGuard,
+    /// The token stream's sender, when the activity opted in to streaming.
+    pub(super) stream: Option<StreamDriver>,
     /// Held for its `Drop`: the attempt is in flight until this is dropped.
     pub(super) _registration: Registration,
     /// When the handler started; `None` until it does.
@@ -61,7 +64,12 @@ impl Attempt {
             spend: self.ctx.take_spend(),
             timeout: Some(self.timeout),
         };
-        let accepted = match settle(&services.config.worker_id, ending) {
+        let settled = settle(&services.config.worker_id, ending);
+        // Streaming never settles an activity: its end goes out first, then the report.
+        if let Some(stream) = self.stream.take() {
+            stream.finish(StreamEnd::for_report(settled.as_ref().map(|(report, _)| report))).await;
+        }
+        let accepted = match settled {
             None => {
                 tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
                 None
@@ -106,6 +114,9 @@ impl Attempt {
         };
         let params = std::mem::take(&mut self.params);
         services.metrics.started(&info.worker, &info.activity_name);
+        if let Some(stream) = &mut self.stream {
+            stream.start();
+        }
         self.handler_started = Some(Instant::now());
         let mut task = {
             let ctx = ctx.clone();

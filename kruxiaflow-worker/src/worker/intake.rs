@@ -17,6 +17,7 @@ use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
 use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
+use crate::stream::{self, ServerTransport, StreamDriver};
 use crate::text::Escaped;
 
 /// The server's lease when an activity has no `timeout_seconds`.
@@ -53,7 +54,13 @@ fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSema
         output_definitions: item.output_definitions.unwrap_or_default(),
         deadline: Instant::now().checked_add(timeouts.execution),
     };
-    let ctx = ActivityContext::new(info, Arc::new(backend));
+    let (stream, ctx) = if stream::opted_in(&info.settings) {
+        let transport = ServerTransport::new(services.client.clone(), info.activity_id, services.config.http_timeout);
+        let (driver, stream) = StreamDriver::new(transport);
+        (Some(driver), ActivityContext::with_stream(info, Arc::new(backend), stream))
+    } else {
+        (None, ActivityContext::new(info, Arc::new(backend)))
+    };
     let Some(registration) = services.in_flight.register(&ctx) else {
         tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
         return;
@@ -64,6 +71,7 @@ fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSema
         timeout: timeouts.execution,
         slot,
         lease,
+        stream,
         _registration: registration,
         handler_started: None,
     };

@@ -14,5 +14,6 @@ mod reports;
 mod scripted;
 mod shutdown;
 mod startup;
+mod streaming;
 mod tls;
 mod wire;

@@ -1,0 +1,174 @@
+//! Token streaming: an activity pushes its output as it is produced (an LLM's tokens),
+//! and clients watching the activity over the server's WebSocket see it live.
+//!
+//! An activity opts in through its definition's `settings.streaming` (`true` or
+//! `{"enabled": true}`); it streams only while someone is subscribed. Streaming never
+//! settles an activity: what the workflow keeps is the output of `/complete`.
+
+mod outbox;
+mod sender;
+mod server;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::context::BoxFuture;
+use crate::report::Report;
+
+pub(crate) use outbox::MAX_QUEUED_BYTES;
+pub(crate) use sender::StreamDriver;
+pub(crate) use server::ServerTransport;
+
+/// Where an activity sends its output as it produces it. Get it with
+/// [`ActivityContext::stream`](crate::ActivityContext::stream); clones share one stream.
+///
+/// [`send`](Self::send) only queues: it never blocks and never fails the activity. A
+/// background sender delivers the text in order, joining what was queued while a
+/// request was in flight into one increment. When the server cannot keep up (more than
+/// 1 MiB waiting) or keeps failing, the stream gives up with one warning and the
+/// activity carries on; its final output reaches subscribers either way, in the
+/// `complete` message the worker sends before reporting the completion.
+///
+/// ```
+/// use kruxiaflow_worker::prelude::*;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Prompt {
+///     prompt: String,
+/// }
+///
+/// #[activity]
+/// async fn write_story(p: Prompt, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+///     let stream = ctx.stream();
+///     let mut story = String::new();
+///     for word in p.prompt.split_whitespace() {
+///         let token = format!("{word} ");
+///         stream.send(token.as_str());
+///         story.push_str(&token);
+///     }
+///     Ok(ActivityResult::value("text", story))
+/// }
+/// # let _ = write_story;
+/// ```
+#[derive(Clone)]
+pub struct TokenStream {
+    sink: Option<Arc<dyn StreamSink>>,
+}
+
+impl TokenStream {
+    /// A stream that sends nothing: what activities that did not opt in get.
+    pub(crate) fn disabled() -> Self {
+        Self { sink: None }
+    }
+
+    pub(crate) fn to(sink: Arc<dyn StreamSink>) -> Self {
+        Self { sink: Some(sink) }
+    }
+
+    /// Queues `text` for the activity's subscribers. Never blocks, never fails; costs
+    /// nothing when the activity did not opt in, and drops the text while nobody is
+    /// subscribed.
+    pub fn send(&self, text: impl Into<String>) {
+        if let Some(sink) = &self.sink {
+            let text = text.into();
+            if !text.is_empty() {
+                sink.send(text);
+            }
+        }
+    }
+
+    /// Whether the activity opted in to streaming (`settings.streaming` is `true` or
+    /// `{"enabled": true}`). Subscribers may still be absent.
+    pub fn is_enabled(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Waits until everything queued so far was sent (or dropped: nobody subscribed,
+    /// or the stream gave up).
+    pub async fn flush(&self) {
+        if let Some(sink) = &self.sink {
+            sink.flush().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStream").field("enabled", &self.is_enabled()).finish()
+    }
+}
+
+/// What a [`TokenStream`] sends to. Not a public API: the worker and the testing
+/// crate provide the implementations.
+#[doc(hidden)]
+pub trait StreamSink: Send + Sync + 'static {
+    /// Queues non-empty `text`.
+    fn send(&self, text: String);
+    /// Resolves once everything queued so far was sent or dropped.
+    fn flush(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The message that ends an active stream, sent before the activity is reported.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StreamEnd {
+    /// `ws/complete` with the output object `/complete` carries.
+    Complete(Map<String, Value>),
+    /// `ws/error` with the failure message `/fail` carries.
+    Error(String),
+}
+
+impl StreamEnd {
+    /// The end that matches the report settling the attempt; `None` when nothing is
+    /// reported (a lost lease: the activity goes on elsewhere, and a message would
+    /// close the sockets of the attempt that now runs it).
+    pub(crate) fn for_report(report: Option<&Report>) -> Option<Self> {
+        Some(match report? {
+            Report::Complete(complete) => Self::Complete(complete.output.clone()),
+            Report::Fail(fail) => Self::Error(fail.error.message.clone()),
+        })
+    }
+}
+
+/// Whether `settings` opt the activity in to streaming: `"streaming": true` or
+/// `"streaming": {"enabled": true}`.
+pub(crate) fn opted_in(settings: &Value) -> bool {
+    match settings.get("streaming") {
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(Value::Object(options)) => options.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn streaming_is_opted_in_by_true_or_enabled_true_only() {
+        let cases = [
+            (json!({"streaming": true}), true),
+            (json!({"streaming": {"enabled": true}}), true),
+            (json!({"streaming": {"enabled": true, "buffer": 4}}), true),
+            (json!({"streaming": false}), false),
+            (json!({"streaming": {"enabled": false}}), false),
+            (json!({"streaming": {}}), false),
+            (json!({"streaming": "yes"}), false),
+            (json!({"streaming": 1}), false),
+            (json!({"timeout_seconds": 5}), false),
+            (json!(null), false),
+        ];
+        for (settings, expected) in cases {
+            assert_eq!(opted_in(&settings), expected, "{settings}");
+        }
+    }
+
+    #[test]
+    fn a_disabled_stream_accepts_text_and_sends_nothing() {
+        let stream = TokenStream::disabled();
+        stream.send("ignored");
+        assert!(!stream.is_enabled());
+    }
+}

@@ -1,0 +1,230 @@
+//! The background sender of one attempt's stream: it finds out whether anyone is
+//! subscribed, sends the queued text in order with a running index, and ends the
+//! stream when the attempt settles. It is the only code that talks to the server
+//! about the stream, so the activity's `send` stays a queue push.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+
+use super::outbox::{Mode, Outbox};
+use super::{StreamEnd, TokenStream};
+use crate::context::BoxFuture;
+
+/// While nobody is subscribed, the subscriber count is asked this often, so a client
+/// that connects mid-run gets what is sent from then on.
+pub(crate) const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// Pauses between the tries of one request; a failure after the last gives up.
+const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(300)];
+/// How long the end of an attempt may wait for its stream (the last text and the end
+/// message) before the attempt is reported without it.
+pub(crate) const FINISH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why a stream request did not succeed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Trying again may help (transport trouble, 5xx, 429).
+    pub(crate) transient: bool,
+    pub(crate) message: String,
+}
+
+/// How the sender reaches the server; one request per call, no retries.
+pub(crate) trait StreamTransport: Send + Sync + 'static {
+    fn subscribers(&self) -> BoxFuture<'_, Result<u32, Failure>>;
+    /// Sends one increment; answers how many subscribers got it.
+    fn token<'a>(&'a self, text: &'a str, index: u32) -> BoxFuture<'a, Result<u32, Failure>>;
+    fn end<'a>(&'a self, end: &'a StreamEnd) -> BoxFuture<'a, Result<(), Failure>>;
+}
+
+/// The attempt's side of its stream: starts the sender when the handler starts and
+/// ends the stream when the attempt settles. Dropping it stops the sender.
+pub(crate) struct StreamDriver {
+    outbox: Arc<Outbox>,
+    transport: Option<Box<dyn StreamTransport>>,
+    running: Option<(oneshot::Sender<StreamEnd>, AbortOnDropHandle<()>)>,
+}
+
+impl StreamDriver {
+    /// A driver and the stream the activity sends to; nothing runs until
+    /// [`start`](Self::start).
+    pub(crate) fn new(transport: impl StreamTransport) -> (Self, TokenStream) {
+        let outbox = Arc::new(Outbox::new());
+        let stream = TokenStream::to(Arc::clone(&outbox) as _);
+        (Self { outbox, transport: Some(Box::new(transport)), running: None }, stream)
+    }
+
+    /// Starts the sender on the current runtime, in the current span.
+    pub(crate) fn start(&mut self) {
+        let Some(transport) = self.transport.take() else { return };
+        let (end_tx, end_rx) = oneshot::channel();
+        let sender =
+            Sender { outbox: Arc::clone(&self.outbox), transport, index: 0, ever_active: false, failure: None };
+        let task = tokio::spawn(sender.run(end_rx).in_current_span());
+        self.running = Some((end_tx, AbortOnDropHandle::new(task)));
+    }
+
+    /// Ends the stream with `end` (nothing for `None`) once the queued text is out,
+    /// waiting [`FINISH_DEADLINE`] at most.
+    pub(crate) async fn finish(mut self, end: Option<StreamEnd>) {
+        let (Some(end), Some((end_tx, mut task))) = (end, self.running.take()) else { return };
+        let _ = end_tx.send(end);
+        if tokio::time::timeout(FINISH_DEADLINE, &mut task).await.is_err() {
+            tracing::warn!(
+                deadline = ?FINISH_DEADLINE,
+                "the token stream did not end in time; the activity is reported without its end message"
+            );
+        }
+    }
+}
+
+impl Drop for StreamDriver {
+    fn drop(&mut self) {
+        // Any flush still waiting must not wait for a sender that will never run.
+        self.outbox.close();
+    }
+}
+
+struct Sender {
+    outbox: Arc<Outbox>,
+    transport: Box<dyn StreamTransport>,
+    /// Index of the next increment.
+    index: u32,
+    /// Someone was subscribed at some point: only then is the stream ended.
+    ever_active: bool,
+    /// Why the last request failed for good.
+    failure: Option<String>,
+}
+
+impl Sender {
+    async fn run(mut self, mut ends: oneshot::Receiver<StreamEnd>) {
+        let end = self.until_ended(&mut ends).await;
+        self.finish(end).await;
+        self.outbox.close();
+    }
+
+    async fn until_ended(&mut self, ends: &mut oneshot::Receiver<StreamEnd>) -> Option<StreamEnd> {
+        loop {
+            match self.outbox.mode() {
+                // The first check is always answered, even when the attempt ends
+                // meanwhile: a subscriber of a quick activity still gets its end.
+                Mode::Checking => {
+                    let count = self.transport.subscribers().await;
+                    self.subscribers_answered(count);
+                }
+                // Idle follows an answer of zero subscribers: wait, then ask again.
+                Mode::Idle => {
+                    tokio::select! {
+                        biased;
+                        end = &mut *ends => return end.ok(),
+                        () = tokio::time::sleep(RECHECK_EVERY) => {}
+                    }
+                    let count = tokio::select! {
+                        biased;
+                        end = &mut *ends => return end.ok(),
+                        count = self.transport.subscribers() => count,
+                    };
+                    self.subscribers_answered(count);
+                }
+                Mode::Active => {
+                    tokio::select! {
+                        biased;
+                        end = &mut *ends => return end.ok(),
+                        () = self.outbox.arrived.notified() => {}
+                    }
+                    self.send_pending().await;
+                }
+                Mode::GivenUp => {
+                    let reason = match self.failure.take() {
+                        Some(failure) => failure,
+                        None if self.outbox.overflowed() => {
+                            format!("more than {} bytes of text waited to be sent", super::MAX_QUEUED_BYTES)
+                        }
+                        None => "stopped".to_owned(),
+                    };
+                    tracing::warn!(
+                        %reason,
+                        "the token stream gave up; the activity goes on, and subscribers get its final output"
+                    );
+                    return ends.await.ok();
+                }
+            }
+        }
+    }
+
+    /// Activates the stream when someone is subscribed, idles it otherwise.
+    fn subscribers_answered(&mut self, count: Result<u32, Failure>) {
+        match count {
+            Ok(count) if count > 0 => {
+                self.ever_active = true;
+                self.outbox.activate();
+            }
+            Ok(_) => self.outbox.idle(),
+            Err(failure) => {
+                tracing::debug!(error = %failure.message, "subscriber count unavailable; asking again soon");
+                self.outbox.idle();
+            }
+        }
+    }
+
+    /// Sends everything queued as one increment.
+    async fn send_pending(&mut self) {
+        let text = self.outbox.take();
+        if text.is_empty() {
+            return;
+        }
+        let (transport, index) = (&self.transport, self.index);
+        let sent = with_retries(|| transport.token(&text, index)).await;
+        self.outbox.settle(text.len());
+        match sent {
+            Ok(subscribers) => {
+                self.index += 1;
+                if subscribers == 0 {
+                    self.outbox.idle();
+                }
+            }
+            Err(failure) => {
+                self.failure = Some(failure.message);
+                self.outbox.give_up();
+            }
+        }
+    }
+
+    /// The last text, then the end message (only for a stream someone watched).
+    async fn finish(&mut self, end: Option<StreamEnd>) {
+        let Some(end) = end else { return };
+        if self.outbox.mode() == Mode::Active {
+            self.send_pending().await;
+        }
+        if !self.ever_active {
+            return;
+        }
+        let transport = &self.transport;
+        if let Err(failure) = with_retries(|| transport.end(&end)).await {
+            tracing::warn!(error = %failure.message, "could not end the token stream; subscribers are not told");
+        }
+    }
+}
+
+/// Runs `request`, trying transient failures again after each of [`RETRY_PAUSES`].
+async fn with_retries<'a, T>(mut request: impl FnMut() -> BoxFuture<'a, Result<T, Failure>>) -> Result<T, Failure> {
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(failure) if failure.transient => match pauses.next() {
+                Some(&pause) => {
+                    crate::telemetry::retried("stream");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(failure),
+            },
+            Err(failure) => return Err(failure),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
