@@ -24,6 +24,7 @@ pub mod context;
 pub mod decorators;
 pub mod files;
 pub mod guide;
+pub mod llm_chat;
 pub mod load;
 pub mod quickstart;
 pub mod results;

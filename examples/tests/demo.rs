@@ -13,8 +13,15 @@ fn the_demo_prints_every_outcome_and_exits_zero() {
         String::from_utf8_lossy(&output.stderr)
     );
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" yes ") || l.contains(" NO ")).collect();
-    assert_eq!(rows.len(), 18, "one row per demo activity:\n{stdout}");
+    assert_eq!(rows.len(), 19, "one row per demo activity:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains(" yes ")), "{stdout}");
     assert!(stdout.contains("file output stored by the fake server: result.txt"));
+    let story = "Once upon a time, a worker streamed every word to whoever was watching.";
+    // How many increments the pieces made depends on timing; the text and the end do not.
+    let streamed = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("llm_chat's WebSocket subscriber received "))
+        .unwrap_or_else(|| panic!("no line about the stream subscriber:\n{stdout}"));
+    assert!(streamed.ends_with(&format!(r#"" watching."], then complete {{"text":"{story}"}}"#)), "{streamed}");
     assert!(stdout.trim_end().ends_with("every activity ended as expected"));
 }

@@ -6,9 +6,10 @@
 //! ```
 //!
 //! It enqueues every sample of the Python guide (its inputs, expecting its exact
-//! outputs), then the SDK's own examples and one activity with bad parameters, runs a
-//! worker over them, prints how each ended, and exits 0 when every outcome is the
-//! expected one.
+//! outputs), then the SDK's own examples, one activity with bad parameters, and an
+//! `llm_chat` answer streamed from a local stand-in model to a WebSocket subscriber;
+//! runs a worker over them, prints how each ended and what the subscriber saw, and
+//! exits 0 when every outcome is the expected one.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -16,8 +17,12 @@ use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
 use kruxiaflow_worker_examples::guide::{self, Surroundings};
+use kruxiaflow_worker_examples::llm_chat::stand_in::{Answer, Reply, StandInModel};
+use kruxiaflow_worker_examples::llm_chat::{ChatDefaults, LlmChat};
 use kruxiaflow_worker_examples::{class_based, complete, context, decorators, files, quickstart, results};
-use kruxiaflow_worker_testing::{FakeServer, NewActivity, Outcome, RetrySettings};
+use kruxiaflow_worker_testing::{
+    FakeServer, NewActivity, Outcome, Received, RetrySettings, StreamFrame, StreamSubscriber,
+};
 use rust_decimal::dec;
 use serde_json::{Value, json};
 
@@ -41,7 +46,10 @@ fn case(name: &str, params: Value, expect: Box<dyn Fn(&Outcome) -> bool>) -> Cas
     Case { activity, expect }
 }
 
-fn cases(around: &Surroundings) -> Vec<Case> {
+/// What the stand-in model answers `llm_chat` in the demo.
+const STORY: &str = "Once upon a time, a worker streamed every word to whoever was watching.";
+
+fn cases(around: &Surroundings, model_url: &str) -> Vec<Case> {
     // The guide's samples first, each with its exact outputs and cost...
     let guide = guide::samples(around).into_iter().map(|sample| Case {
         activity: sample.activity.retry(RetrySettings::attempts(1)),
@@ -68,6 +76,13 @@ fn cases(around: &Surroundings) -> Vec<Case> {
         case("log_levels", json!({}), completed(|o| o["logged"] == 5)),
         case("show_ids", json!({}), completed(|o| o["activity_key"] == "show_ids")),
         case("my_activity", json!({"input": "twenty-one"}), failed("INVALID_PARAMETERS", false)),
+        Case {
+            activity: NewActivity::new("rust", "llm_chat")
+                .params(json!({"prompt": "Tell a story", "base_url": model_url, "model": "stand-in-1"}))
+                .setting("streaming", json!(true))
+                .retry(RetrySettings::attempts(1)),
+            expect: completed(|o| o["text"] == STORY),
+        },
     ];
     guide.chain(extras).collect()
 }
@@ -81,7 +96,20 @@ fn registry(worker: &str) -> ActivityRegistry {
     context::register(&mut registry, worker);
     files::register(&mut registry, worker);
     complete::register(&mut registry, worker);
+    // Only what the activity's parameters say: no key from this shell goes anywhere.
+    registry.register(LlmChat::new(ChatDefaults::from_lookup(|_| None)), worker);
     registry
+}
+
+/// A chat client's view: each increment as it arrived, then how the stream ended.
+fn describe_stream(received: &Received) -> String {
+    let end = match &received.end {
+        Some(StreamFrame::Complete { result }) => format!("complete {result}"),
+        Some(StreamFrame::Error { error }) => format!("error {error:?}"),
+        _ => "no end".to_owned(),
+    };
+    let pieces: Vec<&str> = received.tokens.iter().map(|(_, text)| text.as_str()).collect();
+    format!("{} increments {pieces:?}, then {end}", pieces.len())
 }
 
 fn describe(outcome: &Outcome) -> (String, String, String) {
@@ -111,6 +139,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let model =
+        match StandInModel::start(vec![Reply::Stream(Answer::words(STORY).paced(Duration::from_millis(20)))]).await {
+            Ok(model) => model,
+            Err(error) => {
+                eprintln!("cannot start the stand-in model the demo streams from: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let workflow_id = uuid::Uuid::now_v7();
     server.seed_file(workflow_id, "upstream", "input.txt", guide::INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
     let around =
@@ -119,13 +155,23 @@ async fn main() -> ExitCode {
     let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
     let registry = registry(&config.worker);
     println!("fake server at {}; worker registered {} activities\n", server.url(), registry.len());
-    let cases: Vec<(Case, uuid::Uuid)> = cases(&around)
+    let cases: Vec<(Case, uuid::Uuid)> = cases(&around, model.base_url())
         .into_iter()
         .map(|case| {
             let id = server.enqueue(case.activity.clone());
             (case, id)
         })
         .collect();
+    // A chat client watching the streamed answer, subscribed before the worker starts.
+    let chat = cases.iter().find(|(case, _)| case.activity.activity_name == "llm_chat").map(|(_, id)| *id);
+    let subscriber =
+        match StreamSubscriber::connect(&server.url(), chat.expect("the demo streams llm_chat"), None).await {
+            Ok(subscriber) => tokio::spawn(subscriber.until_closed()),
+            Err(error) => {
+                eprintln!("cannot subscribe to the llm_chat stream: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let manager = WorkerManager::new(config, registry);
     let handle = manager.handle();
     let worker = tokio::spawn(manager.run(std::future::pending()));
@@ -148,8 +194,18 @@ async fn main() -> ExitCode {
     }
     let stored = server.files().iter().any(|f| f.filename == "result.txt");
     println!("\nfile output stored by the fake server: {}", if stored { "result.txt" } else { "MISSING" });
+    let streamed = match subscriber.await {
+        Ok(Ok(received)) => {
+            println!("llm_chat's WebSocket subscriber received {}", describe_stream(&received));
+            received.text() == STORY && received.end == Some(StreamFrame::Complete { result: json!({"text": STORY}) })
+        }
+        other => {
+            println!("llm_chat's WebSocket subscriber failed: {other:?}");
+            false
+        }
+    };
     match stopped {
-        Ok(Ok(())) if all_as_expected && stored => {
+        Ok(Ok(())) if all_as_expected && stored && streamed => {
             println!("every activity ended as expected");
             ExitCode::SUCCESS
         }

@@ -1,0 +1,156 @@
+//! `llm_chat` against the stand-in model, through a `MockContext`.
+
+use kruxiaflow_worker::stream::StreamEnd;
+use kruxiaflow_worker_testing::{LogLevel, MockContext};
+use serde_json::json;
+
+use super::stand_in::{Answer, Reply, StandInModel, Stop};
+use super::*;
+
+const ANSWER: &str = "Rust workers stream tokens as they come.";
+
+fn chat() -> LlmChat {
+    LlmChat::new(ChatDefaults { model: Some("stand-in-1".into()), ..ChatDefaults::from_lookup(|_| None) })
+}
+
+async fn model(replies: Vec<Reply>) -> StandInModel {
+    StandInModel::start(replies).await.unwrap()
+}
+
+fn mock() -> MockContext {
+    MockContext::new("rust", "llm_chat").streaming(true)
+}
+
+#[tokio::test]
+async fn each_piece_of_the_answer_is_streamed_and_the_whole_answer_returned_with_its_usage() {
+    let model = model(vec![Reply::Stream(Answer::words(ANSWER))]).await;
+    let mock = mock();
+    let params = json!({"prompt": "How do Rust workers stream?", "system": "Be brief.", "base_url": model.base_url(),
+                        "api_key": "sk-test"});
+    let result = mock.run(&chat(), params).await.unwrap();
+
+    assert_eq!(result.output("text"), Some(&json!(ANSWER)));
+    let streamed = mock.streamed();
+    let pieces: Vec<&str> = streamed.increments.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(pieces, ["Rust", " workers", " stream", " tokens", " as", " they", " come."]);
+    assert_eq!(streamed.end, Some(StreamEnd::Complete(serde_json::Map::from_iter([("text".into(), json!(ANSWER))]))));
+    assert_eq!(mock.spend().usage, [UsageEntry::new("openai", "stand-in-1").input_tokens(12).output_tokens(7)]);
+
+    let received = model.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].authorization.as_deref(), Some("Bearer sk-test"));
+    assert_eq!(
+        received[0].body,
+        json!({
+            "model": "stand-in-1",
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do Rust workers stream?"}],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        })
+    );
+}
+
+#[tokio::test]
+async fn parameters_override_the_workers_defaults_and_messages_go_as_given() {
+    let model = model(vec![Reply::Stream(Answer::words("ok"))]).await;
+    let activity = LlmChat::new(ChatDefaults::from_lookup(|name| match name {
+        "OPENAI_BASE_URL" => Some(model.base_url().to_owned()),
+        "OPENAI_MODEL" => Some("default-model".to_owned()),
+        "LLM_PROVIDER" => Some("vllm".to_owned()),
+        _ => None,
+    }));
+    let messages = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                          {"role": "user", "content": "bye"}]);
+    let mock = mock();
+    let params = json!({"messages": messages, "model": "chosen", "max_tokens": 5, "temperature": 0.5});
+    mock.run(&activity, params).await.unwrap();
+    let body = &model.received()[0].body;
+    assert_eq!(
+        (&body["model"], &body["messages"], &body["max_tokens"], &body["temperature"]),
+        (&json!("chosen"), &messages, &json!(5), &json!(0.5))
+    );
+    assert_eq!(model.received()[0].authorization, None, "no key configured, none sent");
+    assert_eq!(mock.spend().usage[0].provider, "vllm");
+}
+
+#[tokio::test]
+async fn an_error_mid_answer_fails_the_attempt_retryably_after_streaming_what_came() {
+    let answer = Answer::words(ANSWER).stopping_after(2, Stop::Error("the GPU fell over".into()));
+    let model = model(vec![Reply::Stream(answer)]).await;
+    let mock = mock();
+    let error = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+    assert_eq!((error.code(), error.is_retryable()), ("LLM_STREAM_ERROR", true));
+    assert_eq!(error.message(), format!("{}/chat/completions failed mid-answer: the GPU fell over", model.base_url()));
+    assert_eq!(mock.streamed().text(), "Rust workers");
+    assert_eq!(mock.streamed().end, Some(StreamEnd::Error(error.message().to_owned())));
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_without_done_fails_retryably() {
+    let model = model(vec![Reply::Stream(Answer::words(ANSWER).stopping_after(3, Stop::Cut))]).await;
+    let error = mock().run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+    assert_eq!((error.code(), error.is_retryable()), ("LLM_STREAM_INTERRUPTED", true));
+    assert_eq!(
+        error.message(),
+        format!("{}/chat/completions ended its answer without [DONE] after 19 characters", model.base_url())
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retryable_refusals_are_not() {
+    let cases = [
+        (429, "Rate limit reached", "LLM_RATE_LIMITED", true),
+        (503, "overloaded", "LLM_UNAVAILABLE", true),
+        (401, "Incorrect API key provided", "LLM_UNAUTHORIZED", false),
+        (400, "model not found", "LLM_REQUEST_REFUSED", false),
+    ];
+    for (status, message, code, retryable) in cases {
+        let model = model(vec![Reply::Status(status, message.to_owned())]).await;
+        let mock = mock();
+        let error = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+        assert_eq!((error.code(), error.is_retryable()), (code, retryable), "{status}");
+        assert_eq!(error.message(), format!("{}/chat/completions answered {status}: {message}", model.base_url()));
+        assert_eq!(mock.streamed().increments, []);
+    }
+}
+
+#[tokio::test]
+async fn a_call_without_a_usage_chunk_records_no_usage_and_says_so() {
+    let model = model(vec![Reply::Stream(Answer::words("short").without_usage())]).await;
+    let mock = mock();
+    let result = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap();
+    assert_eq!(result.output("text"), Some(&json!("short")));
+    assert_eq!(mock.spend().usage, []);
+    let warnings: Vec<String> =
+        mock.logs().into_iter().filter(|line| line.level >= LogLevel::Warning).map(|line| line.message).collect();
+    assert_eq!(warnings, ["the API sent no usage chunk; no usage is recorded for this call"]);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_terminal_and_name_what_is_missing() {
+    let cases = [
+        (json!({}), "a prompt or a non-empty messages list is required"),
+        (json!({"messages": []}), "a prompt or a non-empty messages list is required"),
+        (
+            json!({"prompt": "a", "messages": [{"role": "user", "content": "b"}]}),
+            "give either messages or prompt, not both",
+        ),
+    ];
+    for (params, message) in cases {
+        let error = mock().run(&chat(), params).await.unwrap_err();
+        assert_eq!((error.code(), error.message(), error.is_retryable()), ("INVALID_PARAMETERS", message, false));
+    }
+    let without_model = LlmChat::new(ChatDefaults::from_lookup(|_| None));
+    let error = mock().run(&without_model, json!({"prompt": "hi"})).await.unwrap_err();
+    assert_eq!(error.message(), "no model: set the model parameter, or OPENAI_MODEL for the worker");
+    let error = mock().run(&chat(), json!({"prompt": "hi", "modle": "typo"})).await.unwrap_err();
+    assert_eq!(error.code(), "INVALID_PARAMETERS");
+    assert!(error.message().contains("unknown field `modle`"), "{}", error.message());
+}
+
+#[test]
+fn the_api_key_is_never_printed() {
+    let defaults = ChatDefaults::from_lookup(|name| (name == "OPENAI_API_KEY").then(|| "sk-secret".to_owned()));
+    assert_eq!(defaults.base_url, OPENAI_BASE_URL);
+    assert!(!format!("{defaults:?}").contains("sk-secret"));
+}
