@@ -48,6 +48,32 @@ pub async fn copy_file(params: CopyFile, ctx: &ActivityContext) -> Result<Activi
     Ok(ActivityResult::empty().with_output(ctx.file_output("copy.bin", &path).await?))
 }
 
+/// Parameters of [`stream_tokens`].
+#[derive(Debug, serde::Deserialize)]
+pub struct StreamTokens {
+    /// How many tokens to send.
+    pub tokens: u32,
+    /// Milliseconds between tokens, as a model's pace.
+    pub pace_ms: u64,
+}
+
+/// The text of every token [`stream_tokens`] sends.
+pub const TOKEN: &str = "tok ";
+
+/// Streams `tokens` tokens of [`TOKEN`], one every `pace_ms`, then completes with
+/// their count.
+#[activity]
+pub async fn stream_tokens(params: StreamTokens, ctx: &ActivityContext) -> ActivityResult {
+    let stream = ctx.stream();
+    for _ in 0..params.tokens {
+        stream.send(TOKEN);
+        if params.pace_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(params.pace_ms)).await;
+        }
+    }
+    ActivityResult::value("tokens", params.tokens)
+}
+
 /// Parameters of [`soak`].
 #[derive(Debug, serde::Deserialize)]
 pub struct Soak {
@@ -75,7 +101,12 @@ pub async fn soak(params: Soak, ctx: &ActivityContext) -> Result<ActivityResult,
 
 /// Registers the load activities under `worker`.
 pub fn register(registry: &mut ActivityRegistry, worker: &str) {
-    registry.register(noop, worker).register(nap, worker).register(copy_file, worker).register(soak, worker);
+    registry
+        .register(noop, worker)
+        .register(nap, worker)
+        .register(copy_file, worker)
+        .register(soak, worker)
+        .register(stream_tokens, worker);
 }
 
 /// Runs the load activities as a worker configured from the environment, logging
@@ -104,6 +135,14 @@ mod tests {
         let mock = MockContext::new("rust", "soak").cancel_after(Duration::from_millis(30));
         let error = mock.run(&soak, json!({"n": 1, "work_ms": 10_000})).await.unwrap_err();
         assert_eq!(error.code(), "CANCELLED");
+    }
+
+    #[tokio::test]
+    async fn stream_tokens_sends_each_token() {
+        let mock = MockContext::new("rust", "stream_tokens").streaming(true);
+        let result = mock.run(&stream_tokens, json!({"tokens": 3, "pace_ms": 0})).await.unwrap();
+        assert_eq!(result.output("tokens"), Some(&json!(3)));
+        assert_eq!(mock.streamed().text(), "tok tok tok ");
     }
 
     #[tokio::test]

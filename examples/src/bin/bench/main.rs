@@ -9,7 +9,9 @@
 //! from handler end to the server recording the completion, and the server's share of
 //! the CPU), with the time from enqueue to handler start measured on an idle worker;
 //! (b) 1,000 activities sleeping 1 s at concurrency 1,000 (RSS per in-flight activity);
-//! (c) worker CPU per no-op activity; (d) a 1 GiB file downloaded and uploaded again.
+//! (c) worker CPU per no-op activity; (d) a 1 GiB file downloaded and uploaded again;
+//! (e) 1,000 activities each streaming 500 tokens (one every 2 ms) to one WebSocket
+//! subscriber, at concurrency 100.
 //! Every figure is the median of `--runs` runs. `--quick` uses small sizes and one run.
 #![forbid(unsafe_code)]
 
@@ -79,8 +81,8 @@ where
 }
 
 async fn measure(options: &Options) -> Result<Vec<Row>, String> {
-    let (noops, naps, file_mib, pings) =
-        if options.quick { (2_000, 200, 64, 100) } else { (20_000, 1_000, 1_024, 300) };
+    let (noops, naps, file_mib, pings, streams) =
+        if options.quick { (2_000, 200, 64, 100, 100) } else { (20_000, 1_000, 1_024, 300, 1_000) };
     let mut rows = Vec::new();
     for concurrency in [16, 64] {
         let runs = repeat(options.runs, || scenarios::throughput(noops, concurrency)).await?;
@@ -129,6 +131,20 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
         "MiB",
         "flat",
     ));
+
+    let runs = repeat(options.runs, || scenarios::streaming(streams, 500, 100)).await?;
+    let label = |what: &str| format!("{streams} activities streaming 500 tokens to a subscriber each: {what}");
+    let pick = |f: fn(&scenarios::Streaming) -> f64| median(runs.iter().map(f).collect());
+    rows.push(row("e", label("tokens delivered end to end"), pick(|s| s.tokens_per_second), "tokens/s", ""));
+    rows.push(row(
+        "e",
+        label("ws/token requests per activity"),
+        pick(|s| s.requests_per_activity),
+        "requests",
+        "< 500",
+    ));
+    rows.push(row("e", label("worker CPU per token"), pick(|s| s.worker_cpu_ns_per_token), "ns", ""));
+    rows.push(row("e", label("worker peak RSS"), pick(|s| s.worker_peak_rss_mib), "MiB", ""));
     Ok(rows)
 }
 

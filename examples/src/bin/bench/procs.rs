@@ -67,24 +67,32 @@ fn clock_ticks_per_second() -> f64 {
     output.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
 }
 
-/// The `kruxiaflow-fake-server` binary next to this one, built first if it is missing.
+/// The `kruxiaflow-fake-server` binary next to this one. Under `cargo run` it is
+/// (re)built once per bench run, so a stale fake server is never measured; otherwise
+/// it must exist.
 pub fn fake_server_binary() -> Result<PathBuf, String> {
+    static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BINARY.get_or_init(build_fake_server).clone()
+}
+
+fn build_fake_server() -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let path = me.with_file_name("kruxiaflow-fake-server");
-    if path.exists() {
-        return Ok(path);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err("build the fake server first: cargo build --release -p kruxiaflow-worker-testing".to_owned())
+        };
+    };
     let mut build = Command::new(cargo);
-    build.args(["build", "-p", "kruxiaflow-worker-testing", "--bin", "kruxiaflow-fake-server"]);
+    build.args(["build", "--quiet", "-p", "kruxiaflow-worker-testing", "--bin", "kruxiaflow-fake-server"]);
     if me.components().any(|c| c.as_os_str() == "release") {
         build.arg("--release");
     }
     let status = build.status().map_err(|e| format!("cannot run cargo to build the fake server: {e}"))?;
     if !status.success() || !path.exists() {
-        return Err(format!(
-            "build the fake server first: cargo build --release -p kruxiaflow-worker-testing ({status})"
-        ));
+        return Err(format!("building the fake server failed ({status})"));
     }
     Ok(path)
 }

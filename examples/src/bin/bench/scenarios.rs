@@ -223,3 +223,52 @@ fn write_file(path: &std::path::Path, size_mib: u64) -> std::io::Result<()> {
     }
     out.flush()
 }
+
+/// Scenario (e): activities streaming tokens, each to one WebSocket subscriber.
+pub struct Streaming {
+    pub tokens_per_second: f64,
+    pub requests_per_activity: f64,
+    pub worker_cpu_ns_per_token: f64,
+    pub worker_peak_rss_mib: f64,
+}
+
+pub async fn streaming(activities: usize, tokens: u32, concurrency: usize) -> Result<Streaming, String> {
+    use kruxiaflow_worker_examples::load::TOKEN;
+    use kruxiaflow_worker_testing::StreamSubscriber;
+
+    let (_server, url) = start_server()?;
+    let admin = Admin::new(&url);
+    let activity = json!({"worker": "rust", "activity_name": "stream_tokens",
+                          "parameters": {"tokens": tokens, "pace_ms": 2}, "settings": {"streaming": true}});
+    admin.post("/_fake/activities/batch", json!({"activity": activity, "count": activities})).await?;
+    let mut subscribers = tokio::task::JoinSet::new();
+    for activity in admin.activities().await? {
+        let id = activity["activity_id"].as_str().and_then(|id| id.parse().ok()).ok_or("an activity without an id")?;
+        let subscriber = StreamSubscriber::connect(&url, id, None).await.map_err(|e| e.to_string())?;
+        subscribers.spawn(subscriber.until_closed());
+    }
+    let worker = start_worker(&url, &worker_env(concurrency))?;
+    let started = Instant::now();
+    let (mut text_bytes, mut frames) = (0usize, 0usize);
+    while let Some(received) = subscribers.join_next().await {
+        let received = received.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        if received.end.is_none() {
+            return Err("a subscriber's stream ended without complete or error".to_owned());
+        }
+        text_bytes += received.text().len();
+        frames += received.tokens.len();
+    }
+    let elapsed = started.elapsed();
+    admin.all_settled(Duration::from_secs(120)).await?;
+    let delivered = text_bytes / TOKEN.len();
+    let expected = activities * tokens as usize;
+    if delivered != expected {
+        return Err(format!("subscribers received {delivered} tokens of {expected}"));
+    }
+    Ok(Streaming {
+        tokens_per_second: delivered as f64 / elapsed.as_secs_f64(),
+        requests_per_activity: frames as f64 / activities as f64,
+        worker_cpu_ns_per_token: worker.cpu().as_secs_f64() * 1e9 / delivered as f64,
+        worker_peak_rss_mib: worker.status_kib("VmHWM") as f64 / 1024.0,
+    })
+}
