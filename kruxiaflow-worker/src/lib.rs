@@ -9,7 +9,8 @@
 //!   activity, enforces timeouts, survives panics, retries every transient HTTP failure
 //!   and never drops a completion or failure report, and shuts down gracefully;
 //! - an [`ActivityContext`] with the activity's identity, cancellation, heartbeats, a
-//!   logger and cost/usage recording.
+//!   logger, cost/usage recording, and a [`TokenStream`] that sends output to the
+//!   clients watching the activity as it is produced.
 //!
 //! ```no_run
 //! use kruxiaflow_worker::prelude::*;

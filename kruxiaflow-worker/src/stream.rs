@@ -166,6 +166,18 @@ mod tests {
     }
 
     #[test]
+    fn the_end_carries_the_reports_output_or_message_and_nothing_follows_a_lost_lease() {
+        use crate::context::Spend;
+        use crate::{ActivityError, ActivityResult};
+        let complete = Report::from_outcome("w", Ok(ActivityResult::value("text", "Hi")), Spend::default());
+        let expected = Map::from_iter([("text".to_owned(), json!("Hi"))]);
+        assert_eq!(StreamEnd::for_report(Some(&complete)), Some(StreamEnd::Complete(expected)));
+        let fail = Report::from_outcome("w", Err(ActivityError::terminal("X", "it broke")), Spend::default());
+        assert_eq!(StreamEnd::for_report(Some(&fail)), Some(StreamEnd::Error("it broke".to_owned())));
+        assert_eq!(StreamEnd::for_report(None), None);
+    }
+
+    #[test]
     fn a_disabled_stream_accepts_text_and_sends_nothing() {
         let stream = TokenStream::disabled();
         stream.send("ignored");
