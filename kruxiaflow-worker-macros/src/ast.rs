@@ -9,12 +9,19 @@ use syn::{FnArg, ItemFn, ReturnType, Type};
 pub(crate) enum ContextKind {
     Owned,
     Borrowed,
+    /// `&mut ActivityContext`: recognised as the context (so it is not mistaken for a
+    /// second parameters argument) and refused by `validate`.
+    Mutable,
 }
 
 /// One argument of the handler, in declaration order.
 pub(crate) enum Argument {
     Params(Box<Type>),
-    Context(ContextKind),
+    /// The context, with its type as written, for errors about it.
+    Context {
+        kind: ContextKind,
+        ty: Box<Type>,
+    },
 }
 
 pub(crate) struct ActivityFn {
@@ -32,7 +39,7 @@ impl ActivityFn {
             .filter_map(|input| match input {
                 FnArg::Receiver(_) => None,
                 FnArg::Typed(typed) => Some(match context_kind(&typed.ty) {
-                    Some(kind) => Argument::Context(kind),
+                    Some(kind) => Argument::Context { kind, ty: typed.ty.clone() },
                     None => Argument::Params(typed.ty.clone()),
                 }),
             })
@@ -43,7 +50,7 @@ impl ActivityFn {
     pub(crate) fn params_type(&self) -> Option<&Type> {
         self.arguments.iter().find_map(|a| match a {
             Argument::Params(ty) => Some(&**ty),
-            Argument::Context(_) => None,
+            Argument::Context { .. } => None,
         })
     }
 
@@ -60,12 +67,14 @@ impl ActivityFn {
     }
 }
 
-/// `ActivityContext` or `&ActivityContext`, recognised by the type's last segment.
-pub(crate) fn context_kind(ty: &Type) -> Option<ContextKind> {
+/// `ActivityContext`, `&ActivityContext` or `&mut ActivityContext`, recognised by the
+/// type's last segment.
+fn context_kind(ty: &Type) -> Option<ContextKind> {
     match ty {
-        Type::Reference(reference) if reference.mutability.is_none() => {
-            is_context(&reference.elem).then_some(ContextKind::Borrowed)
-        }
+        Type::Reference(reference) => is_context(&reference.elem).then_some(match reference.mutability {
+            Some(_) => ContextKind::Mutable,
+            None => ContextKind::Borrowed,
+        }),
         other => is_context(other).then_some(ContextKind::Owned),
     }
 }
@@ -77,16 +86,51 @@ fn is_context(ty: &Type) -> bool {
 
 /// Whether the return type is spelled `Result<..>` (used with `output = ...`).
 pub(crate) fn result_ok_type(ty: &Type) -> Option<&Type> {
+    result_arguments(ty)?.next()
+}
+
+/// The type arguments of a return type spelled `Result<..>` (any path ending so).
+fn result_arguments(ty: &Type) -> Option<impl Iterator<Item = &Type>> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
     if last.ident != "Result" {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    match args.args.first()? {
-        syn::GenericArgument::Type(ok) => Some(ok),
+    Some(args.args.iter().filter_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty),
         _ => None,
+    }))
+}
+
+/// Whether the declared error type is one that has no `Into<ActivityError>` (no blanket
+/// conversion can cover it without overlapping the one for `std::error::Error` types)
+/// but converts into `Box<dyn Error + Send + Sync>`: `anyhow::Error` (also as
+/// `anyhow::Result<T>`) and `Box<dyn Error + Send + Sync>` itself.
+pub(crate) fn returns_boxable_error(ty: &Type) -> bool {
+    let Some(mut arguments) = result_arguments(ty) else { return false };
+    let is_anyhow_result =
+        matches!(ty, Type::Path(p) if p.path.segments.len() == 2 && p.path.segments[0].ident == "anyhow");
+    match (arguments.nth(1), is_anyhow_result) {
+        (Some(error), _) => is_anyhow_error(error) || is_boxed_dyn_error(error),
+        (None, anyhow_result) => anyhow_result,
     }
+}
+
+fn is_anyhow_error(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let names: Vec<String> = path.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    names.ends_with(&["anyhow".to_owned(), "Error".to_owned()])
+}
+
+fn is_boxed_dyn_error(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else { return false };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return false };
+    last.ident == "Box"
+        && matches!(args.args.first(), Some(syn::GenericArgument::Type(Type::TraitObject(object)))
+            if object.bounds.iter().any(|bound| matches!(bound, syn::TypeParamBound::Trait(t)
+                if t.path.segments.last().is_some_and(|s| s.ident == "Error"))))
 }
 
 pub(crate) fn description(attrs: &[syn::Attribute]) -> Option<String> {

@@ -1,6 +1,5 @@
 //! The options of `#[activity(...)]`, one small setter per option.
 
-use proc_macro2::Span;
 use syn::Token;
 use syn::parse::{Parse, ParseStream};
 
@@ -10,10 +9,13 @@ use crate::naming::check_name;
 /// The options an item may carry. Which ones are allowed depends on the macro.
 #[derive(Default)]
 pub(crate) struct Options {
-    pub(crate) name: Option<(String, Span)>,
-    pub(crate) output: Option<(String, Span)>,
+    pub(crate) name: Option<String>,
+    pub(crate) output: Option<String>,
     pub(crate) krate: Option<syn::Path>,
 }
+
+/// Checks and stores one option's value.
+type Setter = fn(&mut Options, &syn::Ident, String, &syn::Lit, &mut Errors);
 
 /// `key = "value"` pairs, parsed without judging them yet.
 pub(crate) struct RawOptions(Vec<(syn::Ident, syn::Lit)>);
@@ -47,16 +49,19 @@ impl Options {
         let mut options = Self::default();
         for (key, value) in raw.0 {
             let name = key.to_string();
-            if !allowed.contains(&name.as_str()) {
+            let setter: Option<Setter> = match name.as_str() {
+                "name" => Some(Self::set_name),
+                "output" => Some(Self::set_output),
+                "crate" => Some(Self::set_crate),
+                _ => None,
+            };
+            let Some(setter) = setter.filter(|_| allowed.contains(&name.as_str())) else {
                 let list: Vec<String> = allowed.iter().map(|k| format!("`{k}`")).collect();
                 errors.push_spanned(&key, format!("unknown option `{name}`; supported options: {}", list.join(", ")));
                 continue;
-            }
-            let Some(text) = string_literal(&key, &value, errors) else { continue };
-            match name.as_str() {
-                "name" => options.set_name(&key, text, &value, errors),
-                "output" => options.set_output(&key, text, &value, errors),
-                _ => options.set_crate(&key, text, &value, errors),
+            };
+            if let Some(text) = string_literal(&key, &value, errors) {
+                setter(&mut options, &key, text, &value, errors);
             }
         }
         options
@@ -67,7 +72,7 @@ impl Options {
             return errors.push_spanned(key, "`name` set more than once");
         }
         match check_name(&name) {
-            Ok(()) => self.name = Some((name, value.span())),
+            Ok(()) => self.name = Some(name),
             Err(message) => errors.push_spanned(value, message),
         }
     }
@@ -79,7 +84,7 @@ impl Options {
         if output.trim().is_empty() {
             return errors.push_spanned(value, "`output` must name the output, e.g. `output = \"result\"`");
         }
-        self.output = Some((output, value.span()));
+        self.output = Some(output);
     }
 
     fn set_crate(&mut self, key: &syn::Ident, path: String, value: &syn::Lit, errors: &mut Errors) {

@@ -11,6 +11,7 @@ pub(crate) fn check(activity: &ActivityFn, errors: &mut Errors) {
     no_receiver(activity, errors);
     no_generics(activity, errors);
     at_most_one_of_each_argument(activity, errors);
+    no_mutable_context(activity, errors);
 }
 
 fn must_be_async(activity: &ActivityFn, errors: &mut Errors) {
@@ -47,23 +48,19 @@ fn at_most_one_of_each_argument(activity: &ActivityFn, errors: &mut Errors) {
                 "an activity takes at most one parameters argument (plus an optional `ActivityContext` or `&ActivityContext`); put the fields in one struct",
             ),
             Argument::Params(_) => params_seen = true,
-            Argument::Context(_) if context_seen => {
+            Argument::Context { .. } if context_seen => {
                 errors.push_spanned(input, "the context is already an argument; an activity takes it at most once")
             }
-            Argument::Context(_) => context_seen = true,
+            Argument::Context { .. } => context_seen = true,
         }
     }
 }
 
-/// `&mut ActivityContext` looks like a parameters type otherwise; say what is meant.
-pub(crate) fn no_mutable_context(activity: &ActivityFn, errors: &mut Errors) {
-    for input in &activity.item.sig.inputs {
-        if let FnArg::Typed(typed) = input
-            && let syn::Type::Reference(reference) = &*typed.ty
-            && reference.mutability.is_some()
-            && crate::ast::context_kind(&reference.elem) == Some(ContextKind::Owned)
-        {
-            errors.push_spanned(&typed.ty, "take the context as `ActivityContext` or `&ActivityContext`, not `&mut`");
+/// The context is shared by the worker and the handler, so it is never lent mutably.
+fn no_mutable_context(activity: &ActivityFn, errors: &mut Errors) {
+    for argument in &activity.arguments {
+        if let Argument::Context { kind: ContextKind::Mutable, ty } = argument {
+            errors.push_spanned(ty, "take the context as `ActivityContext` or `&ActivityContext`, not `&mut`");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `MockContext`: run one activity in memory and see what it did.
 
 mod capture;
+mod report;
 mod stream;
 
 use std::collections::HashMap;
@@ -10,10 +11,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use kruxiaflow_worker::__testing::{Ending, HandlerOutcome, LeaseState, context_with_stream, settle, stream_end};
+use kruxiaflow_worker::__testing::{
+    Ending, HandlerOutcome, LeaseState, cancel, context_with_stream, settle, stream_end,
+};
 use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError, Spend};
 use kruxiaflow_worker::files::{FileReference, codes as file_codes};
-use kruxiaflow_worker::report::Report;
 use kruxiaflow_worker::{
     Activity, ActivityContext, ActivityError, ActivityResult, CancelReason, OutputDefinition, OutputType,
 };
@@ -22,6 +24,7 @@ use tracing::instrument::WithSubscriber;
 use uuid::Uuid;
 
 pub use capture::{LogLevel, LogLine};
+pub use report::Report;
 use stream::MockStream;
 pub use stream::Streamed;
 
@@ -78,8 +81,9 @@ pub struct MockContext {
 #[derive(Default)]
 struct MockBackend {
     heartbeats: AtomicU32,
-    lose_lease_after: Option<u32>,
-    seeded: HashMap<FileReference, Vec<u8>>,
+    /// The heartbeat (1-based) from which the lease is lost; 0: never.
+    lose_lease_after: AtomicU32,
+    seeded: Mutex<HashMap<FileReference, Vec<u8>>>,
     uploads: Mutex<Vec<Upload>>,
 }
 
@@ -99,7 +103,7 @@ pub struct Upload {
 impl ContextBackend for MockBackend {
     fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
         Box::pin(async move {
-            let bytes = self.seeded.get(file).ok_or_else(|| {
+            let bytes = self.seeded.lock().unwrap_or_else(|e| e.into_inner()).get(file).cloned().ok_or_else(|| {
                 ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}"))
             })?;
             tokio::fs::write(dest, bytes).await.map_err(|e| {
@@ -139,7 +143,8 @@ impl ContextBackend for MockBackend {
 
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
-        let lost = self.lose_lease_after.is_some_and(|limit| count >= limit);
+        let limit = self.lose_lease_after.load(Ordering::SeqCst);
+        let lost = limit > 0 && count >= limit;
         Box::pin(async move { if lost { Err(HeartbeatError::LeaseLost) } else { Ok(()) } })
     }
 }
@@ -226,8 +231,8 @@ impl MockContext {
 
     /// The `n`-th heartbeat fails as a lost lease and cancels the activity with
     /// [`CancelReason::LeaseLost`], as a 409 from the server would.
-    pub fn cancel_after_heartbeats(mut self, n: u32) -> Self {
-        Arc::get_mut(&mut self.backend).expect("configure before use").lose_lease_after = Some(n);
+    pub fn cancel_after_heartbeats(self, n: u32) -> Self {
+        self.backend.lose_lease_after.store(n.max(1), Ordering::SeqCst);
         self
     }
 
@@ -235,9 +240,9 @@ impl MockContext {
     ///
     /// # Panics
     /// If `reference` is not a valid `postgres://{workflow_id}/{activity_key}/{filename}`.
-    pub fn file(mut self, reference: &str, bytes: impl Into<Vec<u8>>) -> Self {
+    pub fn file(self, reference: &str, bytes: impl Into<Vec<u8>>) -> Self {
         let file: FileReference = reference.parse().unwrap_or_else(|e| panic!("{e}"));
-        Arc::get_mut(&mut self.backend).expect("configure before use").seeded.insert(file, bytes.into());
+        self.backend.seeded.lock().unwrap_or_else(|e| e.into_inner()).insert(file, bytes.into());
         self
     }
 
@@ -282,7 +287,7 @@ impl MockContext {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                ctx.cancel(CancelReason::Requested);
+                cancel(&ctx, CancelReason::Requested);
             })
         });
         let run = std::panic::AssertUnwindSafe(activity.run(params, ctx)).catch_unwind();
@@ -292,7 +297,7 @@ impl MockContext {
         }
         let outcome = outcome.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic)));
         if self.context().stream().is_enabled() && self.stream.is_active() {
-            self.stream.end(stream_end(self.report(&outcome).as_ref()));
+            self.stream.end(stream_end(self.worker_report(&outcome).as_ref()));
         }
         outcome
     }
@@ -318,11 +323,18 @@ impl MockContext {
     }
 
     /// The report a worker would send for `outcome` returned by this context's run
-    /// (use [`Report::to_json`] for the exact body and [`Report::endpoint`] for where it
-    /// goes), decided by the worker's own settle rule: the context's cancellation and
-    /// spend count as they would in a worker. `None` when the worker would send nothing
-    /// (the lease was lost).
+    /// (its exact body with [`Report::to_json`], where it goes with
+    /// [`Report::endpoint`]), decided by the worker's own settle rule: the context's
+    /// cancellation and spend count as they would in a worker. `None` when the worker
+    /// would send nothing (the lease was lost).
     pub fn report(&self, outcome: &Result<ActivityResult, ActivityError>) -> Option<Report> {
+        self.worker_report(outcome).as_ref().map(Report::of)
+    }
+
+    fn worker_report(
+        &self,
+        outcome: &Result<ActivityResult, ActivityError>,
+    ) -> Option<kruxiaflow_worker::__testing::Report> {
         let ctx = self.context();
         let cancelled = ctx.cancel_reason();
         let lease = if cancelled == Some(CancelReason::LeaseLost) { LeaseState::Lost } else { LeaseState::Held };
@@ -334,6 +346,13 @@ impl MockContext {
             timeout: None,
         };
         settle(&self.info.worker_id, ending).map(|(report, _)| report)
+    }
+
+    /// Cancels the activity now with `reason`, as a worker would on a timeout
+    /// ([`CancelReason::Timeout`]), a shutdown or a lost lease; the run sees it through
+    /// `ctx.cancelled()` and `ctx.is_cancelled()`.
+    pub fn cancel(&self, reason: CancelReason) {
+        cancel(&self.context(), reason);
     }
 }
 

@@ -97,11 +97,10 @@ async fn cancel_after_a_delay_cancels_with_requested() {
 }
 
 #[tokio::test]
-async fn a_test_can_cancel_through_the_context_it_holds() {
+async fn a_test_can_cancel_a_run_with_any_reason() {
     let mock = MockContext::new("rust", "waits");
-    let ctx = mock.context();
     let run = mock.run(&WaitsForCancel, json!({}));
-    ctx.cancel(CancelReason::Shutdown);
+    mock.cancel(CancelReason::Shutdown);
     assert_eq!(run.await.unwrap().output("reason"), Some(&json!("Shutdown")));
 }
 
@@ -256,4 +255,16 @@ async fn a_mock_without_subscribers_or_opt_in_records_nothing() {
     not_opted_in.run(&Story, json!({})).await.unwrap();
     assert_eq!(not_opted_in.streamed(), Streamed::default());
     assert!(!not_opted_in.context().stream().is_enabled());
+}
+
+#[tokio::test]
+async fn files_and_lease_loss_can_be_set_after_the_context_was_made() {
+    let mock = MockContext::new("rust", "late");
+    let ctx = mock.context();
+    let reference = mock.reference("in.txt");
+    let mock = mock.file(&reference, "late bytes").cancel_after_heartbeats(1);
+    let path = ctx.download_file(&reference).await.unwrap();
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "late bytes");
+    assert_eq!(ctx.heartbeat().await.unwrap_err().code(), "LEASE_LOST");
+    assert_eq!(mock.heartbeats(), 1);
 }

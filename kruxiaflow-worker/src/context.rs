@@ -88,7 +88,7 @@ pub enum CancelReason {
     Timeout,
     /// The worker is shutting down.
     Shutdown,
-    /// Cancelled by a test harness or by code holding the context.
+    /// Cancelled by a test harness (`MockContext`).
     Requested,
 }
 
@@ -162,8 +162,7 @@ pub trait ContextBackend: Send + Sync + 'static {
 /// ctx.add_cost(rust_decimal::Decimal::new(1, 3));
 /// assert_eq!(ctx.activity_key(), "summarize");
 /// assert!(!ctx.is_cancelled());
-/// ctx.cancel(CancelReason::Requested);
-/// assert_eq!(ctx.cancel_reason(), Some(CancelReason::Requested));
+/// assert_eq!(ctx.cancel_reason(), None::<CancelReason>);
 /// ```
 #[derive(Clone)]
 pub struct ActivityContext {
@@ -346,7 +345,7 @@ impl ActivityContext {
 
     /// Removes the temp dir; later file operations fail. The worker calls this when the
     /// attempt ends.
-    pub fn close_files(&self) {
+    pub(crate) fn close_files(&self) {
         self.inner.files.close();
     }
 
@@ -394,8 +393,9 @@ impl ActivityContext {
         self.cancel_reason().unwrap_or(CancelReason::Requested)
     }
 
-    /// Cancels the attempt. The first reason given wins.
-    pub fn cancel(&self, reason: CancelReason) {
+    /// Cancels the attempt. The first reason given wins. Only the runtime cancels: an
+    /// activity that wants to stop returns.
+    pub(crate) fn cancel(&self, reason: CancelReason) {
         let _ = self.inner.cancel_reason.set(reason);
         self.inner.cancel.cancel();
     }

@@ -61,7 +61,7 @@ pub mod logging;
 mod macro_support;
 pub mod protocol;
 mod registry;
-pub mod report;
+mod report;
 mod result;
 mod settle;
 pub mod stream;
@@ -103,7 +103,7 @@ pub mod __private {
     pub use crate::activity::{Activity, Execute, decode_params};
     pub use crate::context::ActivityContext;
     pub use crate::error::ActivityError;
-    pub use crate::macro_support::{DecodeParams, IntoActivityOutcome, run_execute};
+    pub use crate::macro_support::{DecodeParams, IntoActivityOutcome, boxed_error, run_execute};
     pub use crate::result::ActivityResult;
 }
 
@@ -111,14 +111,19 @@ pub mod __private {
 /// exactly the worker's. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __testing {
+    pub use crate::report::Report;
     pub use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
     pub use crate::stream::StreamSink;
 
     use std::sync::Arc;
 
-    use crate::context::{ActivityContext, ActivityInfo, ContextBackend};
-    use crate::report::Report;
+    use crate::context::{ActivityContext, ActivityInfo, CancelReason, ContextBackend};
     use crate::stream::{StreamEnd, TokenStream};
+
+    /// Cancels an attempt, as the worker does on a timeout, a shutdown or a lost lease.
+    pub fn cancel(ctx: &ActivityContext, reason: CancelReason) {
+        ctx.cancel(reason);
+    }
 
     /// A context whose stream sends to `sink` when the activity opted in.
     pub fn context_with_stream(

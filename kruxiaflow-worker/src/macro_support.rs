@@ -12,7 +12,8 @@ use crate::result::ActivityResult;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned by an activity",
     label = "not an activity return type",
-    note = "return `ActivityResult` or `Result<ActivityResult, E>` where `E: Into<ActivityError>`, or use `#[activity(output = \"name\")]` to return any `Serialize` value as one named output"
+    note = "return `ActivityResult` or `Result<ActivityResult, E>` where `E: Into<ActivityError>` (any `std::error::Error` is), or use `#[activity(output = \"name\")]` to return any `Serialize` value as one named output",
+    note = "`anyhow::Error` and `Box<dyn std::error::Error + Send + Sync>` work when written out as such in the return type (`anyhow::Result<ActivityResult>` too), not through an alias"
 )]
 pub trait IntoActivityOutcome {
     /// Converts into what the worker reports.
@@ -29,6 +30,13 @@ impl<E: Into<ActivityError>> IntoActivityOutcome for Result<ActivityResult, E> {
     fn into_activity_outcome(self) -> Result<ActivityResult, ActivityError> {
         self.map_err(Into::into)
     }
+}
+
+/// The error of a function declared to return `anyhow::Error` or
+/// `Box<dyn Error + Send + Sync>`: a retryable `EXECUTION_ERROR` with its source chain,
+/// as for any `std::error::Error`.
+pub fn boxed_error(error: Box<dyn std::error::Error + Send + Sync + 'static>) -> ActivityError {
+    ActivityError::from_error(&*error)
 }
 
 /// Parameters an `#[activity]` function can take. Generated code names it as

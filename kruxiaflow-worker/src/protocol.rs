@@ -78,6 +78,7 @@ pub struct OutputDefinition {
 /// Kind of an activity output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum OutputType {
     /// A JSON value.
     Value,

@@ -42,6 +42,7 @@ struct Entry {
 
 /// An activity could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// The same `worker.name` was registered twice.
     #[error("activity '{worker}.{name}' is already registered")]

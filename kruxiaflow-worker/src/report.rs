@@ -21,30 +21,6 @@ pub enum Report {
 impl Report {
     /// The report for an attempt that ended with `outcome`, carrying the money the
     /// attempt recorded through its context as well as what the result or error carries.
-    ///
-    /// ```
-    /// use kruxiaflow_worker::{ActivityError, ActivityResult, report::Report, context::Spend};
-    /// use rust_decimal::Decimal;
-    ///
-    /// let spend = Spend { cost: Some(Decimal::new(1, 3)), usage: vec![] };
-    /// let report = Report::from_outcome("worker_1", Ok(ActivityResult::value("n", 2)), spend);
-    /// assert_eq!(report.endpoint(), "complete");
-    /// assert_eq!(
-    ///     report.to_json(),
-    ///     serde_json::json!({"worker_id": "worker_1", "output": {"n": 2}, "cost_usd": "0.001"})
-    /// );
-    ///
-    /// let failed = Report::from_outcome(
-    ///     "worker_1",
-    ///     Err(ActivityError::terminal("VALIDATION_ERROR", "text is empty")),
-    ///     Spend::default(),
-    /// );
-    /// assert_eq!(
-    ///     failed.to_json(),
-    ///     serde_json::json!({"worker_id": "worker_1",
-    ///         "error": {"code": "VALIDATION_ERROR", "message": "text is empty", "retryable": false}})
-    /// );
-    /// ```
     pub fn from_outcome(worker_id: &str, outcome: Result<ActivityResult, ActivityError>, spend: Spend) -> Self {
         match outcome {
             Ok(result) => {
@@ -148,6 +124,24 @@ mod tests {
         assert_eq!(body.cost_usd, Some(Decimal::new(3, 3)));
         assert_eq!(body.usage.len(), 1);
         assert!(body.error.retryable);
+    }
+
+    #[test]
+    fn bodies_are_exactly_the_protocols() {
+        let spend = Spend { cost: Some(Decimal::new(1, 3)), usage: vec![] };
+        let report = Report::from_outcome("worker_1", Ok(ActivityResult::value("n", 2)), spend);
+        assert_eq!(report.endpoint(), "complete");
+        assert_eq!(
+            report.to_json(),
+            serde_json::json!({"worker_id": "worker_1", "output": {"n": 2}, "cost_usd": "0.001"})
+        );
+        let error = ActivityError::terminal("VALIDATION_ERROR", "text is empty");
+        let failed = Report::from_outcome("worker_1", Err(error), Spend::default());
+        assert_eq!(
+            failed.to_json(),
+            serde_json::json!({"worker_id": "worker_1",
+                "error": {"code": "VALIDATION_ERROR", "message": "text is empty", "retryable": false}})
+        );
     }
 
     #[test]

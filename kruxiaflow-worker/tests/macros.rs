@@ -125,7 +125,7 @@ async fn a_map_of_params_only() {
 #[tokio::test]
 async fn context_only_and_no_arguments_ignore_the_parameters() {
     let mock = MockContext::new("rust", "context_only");
-    mock.context().cancel(CancelReason::Requested);
+    mock.cancel(CancelReason::Requested);
     assert_eq!(mock.run(&context_only, json!("anything")).await.unwrap().output("cancelled"), Some(&json!(true)));
     assert_eq!(run(&nothing, json!(null)).await.unwrap().output("ok"), Some(&json!(true)));
 }
@@ -294,4 +294,37 @@ fn macro_activities_register_like_the_python_decorator() {
         .register(my_func, "rust")
         .register(TextProcessor { max_length: 500, language: "es".into() }, "rust");
     assert_eq!(registry.activity_types(), ["rust.my_activity", "rust.custom_name", "rust.process_text"]);
+}
+
+#[derive(Debug)]
+struct Outage;
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream is down")
+    }
+}
+
+impl std::error::Error for Outage {}
+
+#[activity]
+async fn fails_with_anyhow() -> anyhow::Result<ActivityResult> {
+    use anyhow::Context;
+    Err(Outage).context("fetching the quote")
+}
+
+#[activity(output = "n")]
+async fn fails_with_a_box() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    Err(Box::new(Outage))
+}
+
+#[tokio::test]
+async fn anyhow_and_boxed_errors_fail_retryably_with_their_whole_chain() {
+    let error = MockContext::new("rust", "fails_with_anyhow").run(&fails_with_anyhow, json!({})).await.unwrap_err();
+    assert_eq!(
+        (error.code(), error.message(), error.is_retryable()),
+        ("EXECUTION_ERROR", "fetching the quote: upstream is down", true)
+    );
+    let error = MockContext::new("rust", "fails_with_a_box").run(&fails_with_a_box, json!({})).await.unwrap_err();
+    assert_eq!((error.code(), error.message(), error.is_retryable()), ("EXECUTION_ERROR", "upstream is down", true));
 }

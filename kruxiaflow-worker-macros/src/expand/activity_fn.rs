@@ -35,19 +35,33 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let activity = ActivityFn::from_item(item);
     validate::check(&activity, &mut errors);
-    validate::no_mutable_context(&activity, &mut errors);
     let name = match &options.name {
-        Some((name, _)) => name.clone(),
+        Some(name) => name.clone(),
         None => default_name(&activity, &mut errors),
     };
+    let rt = runtime_path(&options.krate);
     if !errors.is_empty() {
-        // Keep the user's function so the rest of their crate still compiles and one
-        // mistake does not turn into a cascade.
-        let item = &activity.item;
         let errors = errors.into_compile_errors();
-        return quote!(#item #errors);
+        // A method (it takes `self`) sits in an impl, where no type can be declared:
+        // keep it as written so the impl still compiles.
+        if activity.item.sig.receiver().is_some() {
+            let item = &activity.item;
+            return quote!(#item #errors);
+        }
+        // Otherwise the type and an `Activity` impl are still emitted (as thiserror's
+        // fallback does), so code that registers the activity compiles and the one
+        // mistake is the only error.
+        let fallback = fallback(&activity, &name, &rt);
+        return quote!(#fallback #errors);
     }
-    generate(&activity, &options, &name)
+    let unit_type = unit_type(&activity);
+    let typed_body = typed_body(&activity);
+    let activity_impl = activity_impl(&activity, &options, &name, &rt);
+    quote! {
+        #unit_type
+        #typed_body
+        #activity_impl
+    }
 }
 
 fn default_name(activity: &ActivityFn, errors: &mut Errors) -> String {
@@ -59,17 +73,47 @@ fn default_name(activity: &ActivityFn, errors: &mut Errors) -> String {
     name
 }
 
-fn generate(activity: &ActivityFn, options: &Options, name: &str) -> TokenStream {
-    let rt = runtime_path(&options.krate);
+/// The unit type that stands for the function, named like it.
+fn unit_type(activity: &ActivityFn) -> TokenStream {
+    let ItemFn { attrs, vis, sig, .. } = &activity.item;
+    let ident = &sig.ident;
+    // The type carries the function's doc comment and `cfg`s. In practice no `cfg`
+    // reaches here: rustc evaluates every `#[cfg]` of an item before expanding any
+    // attribute macro on it, wherever it is written, removing the item when false and
+    // the attribute when true. Copying them keeps the type, `call` and the impls under
+    // one condition should that ever change.
+    let doc_and_cfg_attrs = attrs.iter().filter(|a| a.path().is_ident("doc") || a.path().is_ident("cfg"));
+    quote! {
+        #(#doc_and_cfg_attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #ident;
+    }
+}
+
+/// The user's function, kept as the type's `call` method.
+fn typed_body(activity: &ActivityFn) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = &activity.item;
     let ident = &sig.ident;
-    let doc_attrs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("doc") || a.path().is_ident("cfg")).collect();
-    let identity = super::identity_methods(name, activity.description());
-
     let mut call_sig = sig.clone();
     call_sig.ident = format_ident!("call", span = ident.span());
     call_sig.inputs.insert(0, parse_quote!(&self));
+    // An activity that is defined but never registered is not dead code worth a
+    // warning about a method the user never wrote.
+    quote! {
+        impl #ident {
+            #(#attrs)*
+            #[allow(dead_code)]
+            #vis #call_sig #block
+        }
+    }
+}
 
+/// `Activity` for the unit type: decode the JSON parameters, call the typed body,
+/// convert what it returned.
+fn activity_impl(activity: &ActivityFn, options: &Options, name: &str, rt: &TokenStream) -> TokenStream {
+    let ident = &activity.item.sig.ident;
+    let identity = super::identity_methods(name, activity.description());
     // Spanned at the user's type, so a type that cannot be decoded is reported there.
     let decode = match activity.params_type() {
         Some(ty) => {
@@ -79,18 +123,12 @@ fn generate(activity: &ActivityFn, options: &Options, name: &str) -> TokenStream
     };
     let call_args = activity.arguments.iter().map(|argument| match argument {
         Argument::Params(_) => quote!(__kf_params),
-        Argument::Context(ContextKind::Owned) => quote!(::core::clone::Clone::clone(&__kf_ctx)),
-        Argument::Context(ContextKind::Borrowed) => quote!(&__kf_ctx),
+        Argument::Context { kind: ContextKind::Owned, .. } => quote!(::core::clone::Clone::clone(&__kf_ctx)),
+        // `Mutable` is refused by `validate` before any code is generated.
+        Argument::Context { kind: ContextKind::Borrowed | ContextKind::Mutable, .. } => quote!(&__kf_ctx),
     });
-    let convert = conversion(activity, options, &rt);
-    // Spanned at the function's name, so a future that is not `Send` is reported there.
-    // The `Send` bound is checked against this opaque type: spanned at the function's
-    // name, a future that is not `Send` is reported there.
-    let returned = quote_spanned! {ident.span()=>
-        impl ::core::future::Future<
-            Output = ::core::result::Result<#rt::ActivityResult, #rt::ActivityError>,
-        > + ::core::marker::Send
-    };
+    let convert = conversion(activity, options, rt);
+    let returned = future_type(ident, rt);
     let body = quote_spanned! {ident.span()=>
         async move {
             #decode
@@ -98,18 +136,8 @@ fn generate(activity: &ActivityFn, options: &Options, name: &str) -> TokenStream
             #convert
         }
     };
-
     quote! {
-        #(#doc_attrs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Debug, Clone, Copy, Default)]
-        #vis struct #ident;
-
-        impl #ident {
-            #(#attrs)*
-            #vis #call_sig #block
-        }
-
+        #[automatically_derived]
         impl #rt::Activity for #ident {
             #identity
 
@@ -124,20 +152,61 @@ fn generate(activity: &ActivityFn, options: &Options, name: &str) -> TokenStream
     }
 }
 
+/// The future `run` returns. The `Send` bound is checked against this opaque type:
+/// spanned at the function's name, a future that is not `Send` is reported there.
+fn future_type(ident: &syn::Ident, rt: &TokenStream) -> TokenStream {
+    quote_spanned! {ident.span()=>
+        impl ::core::future::Future<
+            Output = ::core::result::Result<#rt::ActivityResult, #rt::ActivityError>,
+        > + ::core::marker::Send
+    }
+}
+
+/// What is emitted for a function with mistakes: the unit type and an `Activity` impl
+/// that is never run (the crate does not compile), without the user's body.
+fn fallback(activity: &ActivityFn, name: &str, rt: &TokenStream) -> TokenStream {
+    let ident = &activity.item.sig.ident;
+    let unit_type = unit_type(activity);
+    let identity = super::identity_methods(name, activity.description());
+    let returned = future_type(ident, rt);
+    quote! {
+        #unit_type
+
+        #[automatically_derived]
+        impl #rt::Activity for #ident {
+            #identity
+
+            fn run(&self, _: #rt::Value, _: #rt::ActivityContext) -> #returned {
+                ::core::future::pending()
+            }
+        }
+    }
+}
+
 /// How the body's return value becomes a result. Each conversion is spanned at the
 /// declared return type, so a wrong one is reported on what the user wrote.
 fn conversion(activity: &ActivityFn, options: &Options, rt: &TokenStream) -> TokenStream {
     let declared = activity.return_type();
     let span = declared.map_or_else(|| activity.item.sig.ident.span(), |ty| ty.span());
+    let into_error = match declared.is_some_and(ast::returns_boxable_error) {
+        true => quote_spanned!(span=> #rt::boxed_error(::core::convert::Into::into(error))),
+        false => quote_spanned!(span=> ::core::convert::Into::<#rt::ActivityError>::into(error)),
+    };
     match &options.output {
+        None if declared.is_some_and(ast::returns_boxable_error) => quote_spanned! {span=>
+            match __kf_returned {
+                ::core::result::Result::Ok(result) => #rt::IntoActivityOutcome::into_activity_outcome(result),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(#into_error),
+            }
+        },
         None => quote_spanned!(span=> #rt::IntoActivityOutcome::into_activity_outcome(__kf_returned)),
-        Some((output, _)) => match declared.and_then(ast::result_ok_type) {
+        Some(output) => match declared.and_then(ast::result_ok_type) {
             Some(ok) => {
                 let value = quote_spanned!(ok.span()=> #rt::ActivityResult::value(#output, value));
                 quote! {
                     match __kf_returned {
                         ::core::result::Result::Ok(value) => ::core::result::Result::Ok(#value),
-                        ::core::result::Result::Err(error) => ::core::result::Result::Err(::core::convert::Into::<#rt::ActivityError>::into(error)),
+                        ::core::result::Result::Err(error) => ::core::result::Result::Err(#into_error),
                     }
                 }
             }

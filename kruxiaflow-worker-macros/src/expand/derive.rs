@@ -21,7 +21,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let options = from_attributes(&input.attrs, OPTIONS, &mut errors);
     let ident = &input.ident;
     let name = match &options.name {
-        Some((name, _)) => name.clone(),
+        Some(name) => name.clone(),
         None => {
             let name = snake_case(&ident.to_string());
             if let Err(message) = check_name(&name) {
@@ -41,6 +41,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     quote! {
         #errors
         const _: () = {
+            #[automatically_derived]
             impl #impl_generics #rt::Activity for #ident #type_generics #where_clause {
                 #identity
 

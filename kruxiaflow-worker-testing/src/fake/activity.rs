@@ -210,6 +210,7 @@ impl RetrySettings {
 /// Backoff strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RetryStrategy {
     /// `base × factor^(n−1)`, capped.
     #[default]
@@ -221,6 +222,7 @@ pub enum RetryStrategy {
 /// Queue row status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Waiting for a signal.
     Waiting,

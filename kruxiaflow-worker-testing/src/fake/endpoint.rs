@@ -34,7 +34,7 @@ pub enum Endpoint {
     /// `GET /api/v1/workflows/{wf}/activities/{key}/ws`: a client subscribing over a
     /// WebSocket (the token, if any, in the query string).
     Subscribe,
-    /// `/health` and `/api/v1/info`
+    /// `/health`
     Public,
     /// The fake's own admin routes under `/_fake/`.
     Admin,
@@ -44,37 +44,56 @@ pub enum Endpoint {
     Any,
 }
 
+/// The API's routes: the router is built from this table and every request is named
+/// by the route it matched, so the two cannot disagree. A path may serve several
+/// endpoints, told apart by method.
+pub(crate) const ROUTES: &[(&str, Method, Endpoint)] = &[
+    ("/api/v1/oauth/token", Method::POST, Endpoint::Token),
+    ("/api/v1/workers/poll", Method::POST, Endpoint::Poll),
+    ("/api/v1/activities/{id}/heartbeat", Method::POST, Endpoint::Heartbeat),
+    ("/api/v1/activities/{id}/complete", Method::POST, Endpoint::Complete),
+    ("/api/v1/activities/{id}/fail", Method::POST, Endpoint::Fail),
+    ("/api/v1/activities/{id}/ws/subscribers", Method::GET, Endpoint::StreamSubscribers),
+    ("/api/v1/activities/{id}/ws/token", Method::POST, Endpoint::StreamToken),
+    ("/api/v1/activities/{id}/ws/complete", Method::POST, Endpoint::StreamComplete),
+    ("/api/v1/activities/{id}/ws/error", Method::POST, Endpoint::StreamError),
+    ("/api/v1/activities/{id}/ws", Method::GET, Endpoint::Subscribe),
+    (SUBSCRIBE_BY_KEY, Method::GET, Endpoint::Subscribe),
+    ("/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename}", Method::GET, Endpoint::FileDownload),
+    ("/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename}", Method::POST, Endpoint::FileUpload),
+    ("/health", Method::GET, Endpoint::Public),
+];
+
+/// The second route of [`Endpoint::Subscribe`].
+pub(crate) const SUBSCRIBE_BY_KEY: &str = "/api/v1/workflows/{workflow_id}/activities/{activity_key}/ws";
+
+/// Where the activity id sits in the routes that carry one.
+const ACTIVITY_ROUTE: &str = "/api/v1/activities/{id}/";
+
 impl Endpoint {
-    /// Classifies a request; also returns the activity id in the path, if any.
-    pub fn classify(method: &Method, path: &str) -> (Self, Option<Uuid>) {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match segments.as_slice() {
-            ["api", "v1", "oauth", "token"] => (Self::Token, None),
-            ["api", "v1", "workers", "poll"] => (Self::Poll, None),
-            ["api", "v1", "activities", id, rest @ ..] => {
-                let id = Uuid::parse_str(id).ok();
-                let endpoint = match rest {
-                    ["heartbeat"] => Self::Heartbeat,
-                    ["complete"] => Self::Complete,
-                    ["fail"] => Self::Fail,
-                    ["ws"] => Self::Subscribe,
-                    ["ws", "subscribers"] => Self::StreamSubscribers,
-                    ["ws", "token"] => Self::StreamToken,
-                    ["ws", "complete"] => Self::StreamComplete,
-                    ["ws", "error"] => Self::StreamError,
-                    _ => Self::Unknown,
-                };
-                (endpoint, id)
-            }
-            ["api", "v1", "workflows", _, "activities", _, "ws"] => (Self::Subscribe, None),
-            ["api", "v1", "workflows", _, "activities", _, "files", _] if method == Method::GET => {
-                (Self::FileDownload, None)
-            }
-            ["api", "v1", "workflows", _, "activities", _, "files", _] => (Self::FileUpload, None),
-            ["health"] | ["api", "v1", "info"] => (Self::Public, None),
-            ["_fake", ..] => (Self::Admin, None),
-            _ => (Self::Unknown, None),
+    /// The endpoint of a request to `path` that matched the route `matched` (`None`:
+    /// no route matched); also the activity id in the path, if the route has one.
+    pub(crate) fn of(method: &Method, matched: Option<&str>, path: &str) -> (Self, Option<Uuid>) {
+        let Some(matched) = matched else { return (Self::Unknown, None) };
+        if matched.starts_with("/_fake/") {
+            return (Self::Admin, None);
         }
+        let on_path = ROUTES.iter().filter(|(route, ..)| *route == matched);
+        let endpoint = on_path
+            .clone()
+            .find(|(_, route_method, _)| route_method == method)
+            .or_else(|| on_path.clone().next())
+            .map_or(Self::Unknown, |(_, _, endpoint)| *endpoint);
+        let id = matched
+            .starts_with(ACTIVITY_ROUTE)
+            .then(|| path.trim_start_matches('/').split('/').nth(3).and_then(|id| Uuid::parse_str(id).ok()))
+            .flatten();
+        (endpoint, id)
+    }
+
+    /// The route pattern of a worker endpoint, from [`ROUTES`].
+    pub(crate) fn route(self) -> &'static str {
+        ROUTES.iter().find(|(_, _, endpoint)| *endpoint == self).map_or("/", |(route, ..)| route)
     }
 
     /// Needs a bearer token (outside dev mode) and answers 503 during shutdown.

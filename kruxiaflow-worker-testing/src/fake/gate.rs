@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,8 @@ pub(crate) const JSON_BODY_LIMIT: usize = 50 * 1024 * 1024;
 
 pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
     let at = std::time::Instant::now();
-    let (endpoint, activity_id) = Endpoint::classify(request.method(), request.uri().path());
+    let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let (endpoint, activity_id) = Endpoint::of(request.method(), matched, request.uri().path());
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);

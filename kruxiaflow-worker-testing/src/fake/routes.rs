@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::activity::Failure;
+use super::endpoint::{Endpoint, SUBSCRIBE_BY_KEY};
 use super::envelope::{self, FieldErrors};
 use super::files::{StoredFile, now_rfc3339};
 use super::state::ServerState;
@@ -25,20 +26,22 @@ use super::{admin, gate, subscribers, token};
 type Answer = Result<Response, Response>;
 
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
+    use Endpoint::*;
+    let files = get(download).post(upload);
     Router::new()
-        .route("/api/v1/oauth/token", post(token::issue))
-        .route("/api/v1/workers/poll", post(poll))
-        .route("/api/v1/activities/{id}/heartbeat", post(heartbeat))
-        .route("/api/v1/activities/{id}/complete", post(complete))
-        .route("/api/v1/activities/{id}/fail", post(fail))
-        .route("/api/v1/activities/{id}/ws/subscribers", get(stream_subscribers))
-        .route("/api/v1/activities/{id}/ws/token", post(stream_token))
-        .route("/api/v1/activities/{id}/ws/complete", post(stream_complete))
-        .route("/api/v1/activities/{id}/ws/error", post(stream_error))
-        .route("/api/v1/activities/{id}/ws", get(subscribers::by_activity_id))
-        .route("/api/v1/workflows/{workflow_id}/activities/{activity_key}/ws", get(subscribers::by_activity_key))
-        .route("/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename}", get(download).post(upload))
-        .route("/health", get(health))
+        .route(Token.route(), post(token::issue))
+        .route(Poll.route(), post(poll))
+        .route(Heartbeat.route(), post(heartbeat))
+        .route(Complete.route(), post(complete))
+        .route(Fail.route(), post(fail))
+        .route(StreamSubscribers.route(), get(stream_subscribers))
+        .route(StreamToken.route(), post(stream_token))
+        .route(StreamComplete.route(), post(stream_complete))
+        .route(StreamError.route(), post(stream_error))
+        .route(Subscribe.route(), get(subscribers::by_activity_id))
+        .route(SUBSCRIBE_BY_KEY, get(subscribers::by_activity_key))
+        .route(FileDownload.route(), files)
+        .route(Public.route(), get(health))
         .merge(admin::router())
         .fallback(|| async { envelope::route_not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(gate::JSON_BODY_LIMIT))
