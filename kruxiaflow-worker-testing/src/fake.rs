@@ -17,6 +17,7 @@ mod serve;
 mod state;
 mod subscribers;
 mod token;
+mod usage;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ pub use faults::{ChaosConfig, Fault, REDIRECT_LOCATION};
 pub use files::StoredFile;
 pub use log::RequestRecord;
 pub use state::StreamRecord;
+pub use usage::Usage;
 
 use auth::{AuthConfig, Tokens};
 use files::FileStore;

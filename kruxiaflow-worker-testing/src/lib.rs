@@ -18,7 +18,7 @@ mod subscriber;
 
 pub use fake::{
     ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
-    Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status,
+    Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status, Usage,
 };
 pub use mock::{LogLevel, LogLine, MockContext, Report, Streamed, Upload};
 pub use subscriber::{Received, StreamFrame, StreamSubscriber, SubscribeError};

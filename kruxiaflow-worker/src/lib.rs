@@ -59,7 +59,7 @@ pub mod files;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod macro_support;
-pub mod protocol;
+mod protocol;
 mod registry;
 mod report;
 mod result;

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use kruxiaflow_worker::{OutputDefinition, OutputType, UsageEntry};
+use kruxiaflow_worker::{OutputDefinition, OutputType};
+
+use super::usage::Usage;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -297,7 +299,7 @@ pub struct Completion {
     /// `cost_usd`.
     pub cost_usd: Option<Decimal>,
     /// `usage` entries.
-    pub usage: Vec<UsageEntry>,
+    pub usage: Vec<Usage>,
     /// Who completed it.
     pub worker_id: String,
     /// Claims made before it completed.
@@ -320,7 +322,7 @@ pub struct Failure {
     /// `cost_usd`.
     pub cost_usd: Option<Decimal>,
     /// `usage` entries.
-    pub usage: Vec<UsageEntry>,
+    pub usage: Vec<Usage>,
 }
 
 /// The state of one queued activity.

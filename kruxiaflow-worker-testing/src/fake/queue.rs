@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use kruxiaflow_worker::UsageEntry;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::activity::{ActivitySnapshot, Completion, Failure, NewActivity, Outcome, Status};
+use super::usage::Usage;
 
 /// Lease when an activity has no `timeout_seconds` (the server's default).
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -272,7 +272,7 @@ impl Queue {
         worker_id: &str,
         output: Map<String, Value>,
         cost_usd: Option<Decimal>,
-        usage: Vec<UsageEntry>,
+        usage: Vec<Usage>,
         now: Instant,
     ) -> Result<(), Refusal> {
         let row = self.check_settle(id, worker_id)?;

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
-use kruxiaflow_worker::UsageEntry;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -21,6 +20,7 @@ use super::endpoint::{Endpoint, SUBSCRIBE_BY_KEY};
 use super::envelope::{self, FieldErrors};
 use super::files::{StoredFile, now_rfc3339};
 use super::state::ServerState;
+use super::usage::Usage;
 use super::{admin, gate, subscribers, token};
 
 type Answer = Result<Response, Response>;
@@ -119,7 +119,7 @@ struct CompleteBody {
     #[serde(default)]
     cost_usd: Option<Decimal>,
     #[serde(default)]
-    usage: Option<Vec<UsageEntry>>,
+    usage: Option<Vec<Usage>>,
 }
 
 async fn complete(
@@ -161,7 +161,7 @@ struct FailBody {
     #[serde(default)]
     cost_usd: Option<Decimal>,
     #[serde(default)]
-    usage: Option<Vec<UsageEntry>>,
+    usage: Option<Vec<Usage>>,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +205,7 @@ async fn fail(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>, Json(
     Ok(Json(ack).into_response())
 }
 
-fn validate_spend(errors: &mut FieldErrors, cost: Option<Decimal>, usage: &[UsageEntry]) {
+fn validate_spend(errors: &mut FieldErrors, cost: Option<Decimal>, usage: &[Usage]) {
     if cost.is_some_and(|c| c.is_sign_negative() && !c.is_zero()) {
         errors.add("cost_usd", "Cost must be non-negative");
     }
@@ -227,7 +227,7 @@ fn validate_spend(errors: &mut FieldErrors, cost: Option<Decimal>, usage: &[Usag
 }
 
 /// One warning per unknown `provider/model` among entries without an explicit cost.
-fn usage_warnings(state: &ServerState, usage: &[UsageEntry]) -> Vec<String> {
+fn usage_warnings(state: &ServerState, usage: &[Usage]) -> Vec<String> {
     let mut warnings: Vec<String> = Vec::new();
     for entry in usage.iter().filter(|e| e.cost_usd.is_none()) {
         let model = format!("{}/{}", entry.provider, entry.model);
