@@ -12,7 +12,7 @@ use serde_json::Value;
 
 async fn surroundings(server: &FakeServer) -> Surroundings {
     let workflow_id = uuid::Uuid::now_v7();
-    server.seed_file(workflow_id, "upstream", "input.txt", INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
+    server.files().seed(workflow_id, "upstream", "input.txt", INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
     Surroundings {
         local_api: start_local_api().await.unwrap(),
         workflow_id,
@@ -58,7 +58,7 @@ async fn every_guide_sample_runs_unchanged_against_its_example_binary() {
         }
         if binary == "files" {
             let workflow_id = around.workflow_id;
-            let stored = server.file_bytes(workflow_id, "process_file", "result.txt");
+            let stored = server.files().bytes(workflow_id, "process_file", "result.txt");
             assert_eq!(stored.as_deref(), Some(INPUT_FILE_TEXT.to_uppercase().as_bytes()));
         }
     }

@@ -43,7 +43,7 @@ async fn a_subscriber_sees_the_answer_in_order_and_a_complete_equal_to_the_outpu
     assert_eq!(received.end, Some(StreamFrame::Complete { result: Value::Object(completion.output.clone()) }));
     assert_eq!(completion.usage, [UsageEntry::new("openai", "stand-in-1").input_tokens(12).output_tokens(15)]);
     // The end went out before the completion.
-    let requests = server.requests();
+    let requests = server.log().all();
     let at = |endpoint| requests.iter().position(|r| r.endpoint == endpoint && r.activity_id == Some(id)).unwrap();
     assert!(at(Endpoint::StreamComplete) < at(Endpoint::Complete));
 }

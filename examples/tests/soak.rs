@@ -100,7 +100,7 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
     // Faults from the start, so the warm-up baseline already includes the connections
     // and buffers that retries need.
     let started = Instant::now();
-    server.set_chaos(Some(ChaosConfig::standard(42)));
+    server.faults().set_chaos(Some(ChaosConfig::standard(42)));
     wait_for_settled(&server, activities / 5, limit).await;
     let warm_rss = worker.rss_kib();
 
@@ -135,9 +135,9 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let end_rss = worker.rss_kib();
-    server.set_chaos(None);
+    server.faults().set_chaos(None);
 
-    let log = server.requests();
+    let log = server.log().all();
     let mut completions: HashMap<Uuid, Vec<serde_json::Value>> = HashMap::new();
     for record in log.iter().filter(|r| r.endpoint == Endpoint::Complete && r.status == 200) {
         completions
@@ -160,13 +160,13 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
         assert!(activity.failures.iter().all(|f| f.code != "CANCELLED"), "{id}: a cancelled attempt was reported");
     }
     let ran_after_lease_lost = reports_after_lost_lease(&log, &worker.worker_id);
-    let faults = server.faults_injected();
+    let faults = server.faults().injected();
     println!(
         "chaos soak: {activities} activities in {:.1?}; faults injected {faults:?}, latency spikes {}, restarts {restarts}, \
          token expiries {expiries}, reassigned {}; settled {}, completed with the expected output {}, lost {lost}, \
          reports after a lost lease {ran_after_lease_lost}; worker RSS {warm_rss} KiB after warm-up, {end_rss} KiB at the end",
         started.elapsed(),
-        server.latency_spikes(),
+        server.faults().latency_spikes(),
         reassigned.len(),
         server.settled_count(),
         activities - lost,

@@ -10,6 +10,7 @@ mod envelope;
 mod faults;
 mod files;
 mod gate;
+mod handles;
 mod log;
 mod queue;
 mod routes;
@@ -19,7 +20,7 @@ mod subscribers;
 mod token;
 mod usage;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use activity::{ActivitySnapshot, Completion, Failure, NewActivity, Outcome, 
 pub use endpoint::Endpoint;
 pub use faults::{ChaosConfig, Fault, REDIRECT_LOCATION};
 pub use files::StoredFile;
+pub use handles::{Faults, Files, Log};
 pub use log::RequestRecord;
 pub use state::StreamRecord;
 pub use usage::Usage;
@@ -283,19 +285,20 @@ impl FakeServer {
         self.state.read_queue(Queue::snapshots)
     }
 
-    /// Every request answered so far, in order.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.state.log.snapshot()
+    /// Fault injection: statuses, hangs, dropped connections, latency, slow links,
+    /// odd poll items, chaos.
+    pub fn faults(&self) -> Faults<'_> {
+        Faults::new(&self.state)
     }
 
-    /// Requests to one endpoint, in order.
-    pub fn requests_to(&self, endpoint: Endpoint) -> Vec<RequestRecord> {
-        self.requests().into_iter().filter(|r| r.endpoint == endpoint).collect()
+    /// The log of every request answered.
+    pub fn log(&self) -> Log<'_> {
+        Log::new(&self.state)
     }
 
-    /// Empties the request log.
-    pub fn clear_requests(&self) {
-        self.state.log.clear();
+    /// Workflow file storage: seed inputs, read what activities uploaded.
+    pub fn files(&self) -> Files<'_> {
+        Files::new(&self.state)
     }
 
     /// The most activities `worker_id` ever had running at once.
@@ -316,55 +319,6 @@ impl FakeServer {
     /// Activities `worker_id` has running now.
     pub fn running_claims(&self, worker_id: &str) -> usize {
         self.state.read_queue(|q| q.running_count(worker_id))
-    }
-
-    /// Makes the next `times` requests to `endpoint` misbehave with `fault`.
-    pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: usize) {
-        self.state.faults.push(endpoint, fault, times);
-    }
-
-    /// Adds `item` to the next successful poll answer, byte for byte (after the
-    /// activities the poll claimed), to test a worker against items no JSON parser
-    /// accepts: `parameters` nested 200 deep, `1e400`, a lone `"\ud800"` escape.
-    pub fn inject_raw_poll_item(&self, item: impl Into<String>) {
-        self.state.faults.push_raw_poll_item(item.into());
-    }
-
-    /// Makes every poll claim `extra` activities beyond its `max_activities`, as a
-    /// misbehaving server might (`0` restores the protocol's behaviour).
-    pub fn set_over_delivery(&self, extra: u32) {
-        self.state.faults.set_over_delivery(extra);
-    }
-
-    /// Sends the response bodies of `endpoint` (e.g. [`Endpoint::FileDownload`]) at
-    /// `bytes_per_second`: a slow link.
-    pub fn set_bandwidth(&self, endpoint: Endpoint, bytes_per_second: u64) {
-        self.state.faults.set_bandwidth(endpoint, bytes_per_second);
-    }
-
-    /// Delays every request to `endpoint` (or to all, with [`Endpoint::Any`]).
-    pub fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
-        self.state.faults.set_latency(endpoint, latency);
-    }
-
-    /// Removes scheduled faults and latency.
-    pub fn clear_faults(&self) {
-        self.state.faults.clear();
-    }
-
-    /// Turns random faults on (`Some`) or off (`None`).
-    pub fn set_chaos(&self, chaos: Option<ChaosConfig>) {
-        self.state.faults.set_chaos(chaos);
-    }
-
-    /// Latency spikes added by chaos mode so far.
-    pub fn latency_spikes(&self) -> u64 {
-        self.state.faults.spikes()
-    }
-
-    /// How many faults of each kind were injected so far.
-    pub fn faults_injected(&self) -> HashMap<Fault, u64> {
-        self.state.faults.injected()
     }
 
     /// While `true`, protected routes answer the graceful-shutdown 503.
@@ -405,74 +359,6 @@ impl FakeServer {
         let now = self.state.clock.now();
         let report = self.state.with_queue(|q| q.sweep(now));
         (report.requeued, report.timed_out)
-    }
-
-    /// Stores a file as if an activity had uploaded it.
-    pub fn seed_file(
-        &self,
-        workflow_id: Uuid,
-        activity_key: &str,
-        filename: &str,
-        bytes: &[u8],
-        content_type: Option<&str>,
-    ) -> StoredFile {
-        let path = self.state.files.new_blob_path();
-        std::fs::write(&path, bytes).expect("the fake's file store is writable");
-        self.state.files.put(StoredFile {
-            workflow_id,
-            activity_key: activity_key.to_owned(),
-            filename: filename.to_owned(),
-            size: bytes.len() as u64,
-            content_type: content_type.map(str::to_owned),
-            created_at: files::now_rfc3339(),
-            path,
-        })
-    }
-
-    /// Stores a copy of the file at `source` (copied on disk, never read into memory).
-    ///
-    /// # Errors
-    /// When `source` cannot be copied.
-    pub fn seed_file_from_path(
-        &self,
-        workflow_id: Uuid,
-        activity_key: &str,
-        filename: &str,
-        source: &std::path::Path,
-        content_type: Option<&str>,
-    ) -> std::io::Result<StoredFile> {
-        let path = self.state.files.new_blob_path();
-        let size = std::fs::copy(source, &path)?;
-        Ok(self.state.files.put(StoredFile {
-            workflow_id,
-            activity_key: activity_key.to_owned(),
-            filename: filename.to_owned(),
-            size,
-            content_type: content_type.map(str::to_owned),
-            created_at: files::now_rfc3339(),
-            path,
-        }))
-    }
-
-    /// A stored file's metadata.
-    pub fn file(&self, workflow_id: Uuid, activity_key: &str, filename: &str) -> Option<StoredFile> {
-        self.state.files.get(&(workflow_id, activity_key.to_owned(), filename.to_owned()))
-    }
-
-    /// A stored file's bytes (reads the whole file: for small files in tests).
-    pub fn file_bytes(&self, workflow_id: Uuid, activity_key: &str, filename: &str) -> Option<Vec<u8>> {
-        self.file(workflow_id, activity_key, filename).and_then(|f| std::fs::read(f.path()).ok())
-    }
-
-    /// The temporary directory holding the stored files' bytes; it is removed when the
-    /// server is dropped.
-    pub fn files_dir(&self) -> &std::path::Path {
-        self.state.files.dir()
-    }
-
-    /// Every stored file.
-    pub fn files(&self) -> Vec<StoredFile> {
-        self.state.files.all()
     }
 
     /// Pretends `subscribers` clients watch an activity's stream, on top of the

@@ -59,7 +59,7 @@ async fn a_200_mib_file_round_trips_through_download_and_upload_with_flat_memory
     write_pattern(&source);
     let server = FakeServer::start().await;
     let workflow_id = uuid::Uuid::now_v7();
-    server.seed_file_from_path(workflow_id, "extract", "big.bin", &source, None).unwrap();
+    server.files().seed_from_path(workflow_id, "extract", "big.bin", &source, None).unwrap();
     let config = WorkerConfig { poll_interval: Duration::from_millis(10), ..WorkerConfig::new(server.url()) };
     let mut registry = ActivityRegistry::new();
     registry.register(copy_file, "rust");
@@ -89,7 +89,7 @@ async fn a_200_mib_file_round_trips_through_download_and_upload_with_flat_memory
         (SIZE_MIB as f64 * 1.048_576 * 2.0) / elapsed.as_secs_f64() / 2.0
     );
     assert_eq!(completion.output["copy.bin"], format!("postgres://{workflow_id}/copy_file/copy.bin"));
-    let stored = server.file(workflow_id, "copy_file", "copy.bin").unwrap();
+    let stored = server.files().get(workflow_id, "copy_file", "copy.bin").unwrap();
     assert_eq!(stored.size, (SIZE_MIB << 20) as u64);
     assert!(same_contents(&source, stored.path()), "the uploaded copy differs from the source");
     assert!(growth_mib < 32.0, "peak RSS grew by {growth_mib:.1} MiB moving a {SIZE_MIB} MiB file");

@@ -157,8 +157,8 @@ async fn metrics_count_completions_failures_a_lost_lease_retries_spend_and_polls
     let paid_id = server.enqueue(NewActivity::new(worker, "paid").retry(once()));
     let refuse_id = server.enqueue(NewActivity::new(worker, "refuse").retry(once()));
     let slow_id = server.enqueue(NewActivity::new(worker, "slow").retry(once()));
-    server.inject(Endpoint::Poll, Fault::Status(500), 1);
-    server.inject(Endpoint::Complete, Fault::Status(503), 1);
+    server.faults().inject(Endpoint::Poll, Fault::Status(500), 1);
+    server.faults().inject(Endpoint::Complete, Fault::Status(503), 1);
 
     let (handle, run) = start(&server, worker);
     let base = listener(&handle).await;
@@ -252,7 +252,7 @@ async fn readiness_follows_the_first_poll_an_outage_the_recovery_and_the_drain()
     let server = FakeServer::start().await;
     let worker = "ops_health";
     // The first poll hangs until the request times out: alive, not ready yet.
-    server.inject(Endpoint::Poll, Fault::Hang, 1);
+    server.faults().inject(Endpoint::Poll, Fault::Hang, 1);
     let (handle, run) = start(&server, worker);
     let base = listener(&handle).await;
     assert_eq!(

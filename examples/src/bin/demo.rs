@@ -148,7 +148,7 @@ async fn main() -> ExitCode {
             }
         };
     let workflow_id = uuid::Uuid::now_v7();
-    server.seed_file(workflow_id, "upstream", "input.txt", guide::INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
+    server.files().seed(workflow_id, "upstream", "input.txt", guide::INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
     let around =
         Surroundings { local_api, workflow_id, input_file: format!("postgres://{workflow_id}/upstream/input.txt") };
 
@@ -192,7 +192,7 @@ async fn main() -> ExitCode {
             if ok { "yes" } else { "NO" }
         );
     }
-    let stored = server.files().iter().any(|f| f.filename == "result.txt");
+    let stored = server.files().all().iter().any(|f| f.filename == "result.txt");
     println!("\nfile output stored by the fake server: {}", if stored { "result.txt" } else { "MISSING" });
     let streamed = match subscriber.await {
         Ok(Ok(received)) => {

@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
     let announcement = format!(
         "kruxiaflow-fake-server listening on {} ({mode})\nfiles are kept in {} until the server stops\n",
         server.url(),
-        server.files_dir().display()
+        server.files().dir().display()
     );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(announcement.as_bytes()).and_then(|()| stdout.flush());

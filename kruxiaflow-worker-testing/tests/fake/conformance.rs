@@ -94,7 +94,7 @@ async fn prepare(exchange: &Exchange) -> (FakeServer, Api) {
             Step::FailRenderRetryable => assert_eq!(api.fail(render, WORKER_ID, true).await.json()["will_retry"], true),
             Step::WaitOutBackoff => server.advance_clock(Duration::from_secs(3)),
             Step::SeedReport => {
-                server.seed_file(
+                server.files().seed(
                     RENDER_WORKFLOW.parse().unwrap(),
                     "render_report",
                     "report.txt",

@@ -11,7 +11,7 @@ use crate::common::{Api, WORKER_ID, claimed};
 #[tokio::test]
 async fn a_status_fault_answers_with_the_servers_envelope_and_changes_nothing() {
     let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Complete, Fault::Status(500), 1);
+    server.faults().inject(Endpoint::Complete, Fault::Status(500), 1);
     api.complete(id, WORKER_ID, json!({})).await.assert_error(500, "INTERNAL_ERROR", "Internal server error");
     assert_eq!(server.activity(id).unwrap().status, Status::Running);
     assert_eq!(api.complete(id, WORKER_ID, json!({})).await.status, 200, "only the next call was faulted");
@@ -20,7 +20,7 @@ async fn a_status_fault_answers_with_the_servers_envelope_and_changes_nothing() 
 #[tokio::test]
 async fn the_shutdown_fault_is_the_lowercase_503() {
     let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Heartbeat, Fault::ShuttingDown, 1);
+    server.faults().inject(Endpoint::Heartbeat, Fault::ShuttingDown, 1);
     api.heartbeat(id, WORKER_ID).await.assert_error(
         503,
         "service_unavailable",
@@ -52,7 +52,7 @@ async fn shutting_down_mode_answers_503_after_authentication_and_spares_public_r
 #[tokio::test]
 async fn error_after_commit_applies_the_report_then_answers_500() {
     let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Complete, Fault::ErrorAfterCommit, 1);
+    server.faults().inject(Endpoint::Complete, Fault::ErrorAfterCommit, 1);
     api.complete(id, WORKER_ID, json!({"kept": true})).await.assert_error(
         500,
         "INTERNAL_ERROR",
@@ -65,7 +65,7 @@ async fn error_after_commit_applies_the_report_then_answers_500() {
 async fn drop_after_commit_claims_the_poll_but_loses_the_answer() {
     let server = FakeServer::start().await;
     let id = server.enqueue(NewActivity::new("vectors", "a"));
-    server.inject(Endpoint::Poll, Fault::DropAfterCommit, 1);
+    server.faults().inject(Endpoint::Poll, Fault::DropAfterCommit, 1);
     let sent = reqwest::Client::new()
         .post(format!("{}/api/v1/workers/poll", server.url()))
         .json(&json!({"worker": "vectors", "worker_id": WORKER_ID}))
@@ -78,13 +78,13 @@ async fn drop_after_commit_claims_the_poll_but_loses_the_answer() {
     assert!(failed, "the client must not get a complete answer");
     let snapshot = server.activity(id).unwrap();
     assert_eq!((snapshot.status, snapshot.claimed_by.as_deref()), (Status::Running, Some(WORKER_ID)));
-    assert_eq!(server.requests_to(Endpoint::Poll)[0].status, 0, "logged as dropped");
+    assert_eq!(server.log().to(Endpoint::Poll)[0].status, 0, "logged as dropped");
 }
 
 #[tokio::test]
 async fn drop_before_commit_changes_nothing() {
     let (server, _api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Complete, Fault::DropBeforeCommit, 1);
+    server.faults().inject(Endpoint::Complete, Fault::DropBeforeCommit, 1);
     let sent = reqwest::Client::new()
         .post(format!("{}/api/v1/activities/{id}/complete", server.url()))
         .json(&json!({"worker_id": WORKER_ID, "output": {}}))
@@ -98,8 +98,8 @@ async fn drop_before_commit_changes_nothing() {
 async fn a_truncated_body_is_shorter_than_its_content_length() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "k", "big.bin", &vec![7u8; 100_000], None);
-    server.inject(Endpoint::FileDownload, Fault::TruncateBody, 1);
+    server.files().seed(workflow_id, "k", "big.bin", &vec![7u8; 100_000], None);
+    server.faults().inject(Endpoint::FileDownload, Fault::TruncateBody, 1);
     let response = reqwest::get(format!("{}/api/v1/workflows/{workflow_id}/activities/k/files/big.bin", server.url()))
         .await
         .unwrap();
@@ -110,7 +110,7 @@ async fn a_truncated_body_is_shorter_than_its_content_length() {
 #[tokio::test]
 async fn latency_delays_the_endpoint() {
     let server = FakeServer::start().await;
-    server.set_latency(Endpoint::Poll, Duration::from_millis(300));
+    server.faults().set_latency(Endpoint::Poll, Duration::from_millis(300));
     let started = Instant::now();
     Api::new(&server).poll("v", WORKER_ID, 1).await;
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -134,17 +134,17 @@ async fn a_stopped_server_refuses_connections() {
 #[tokio::test]
 async fn injected_faults_are_counted() {
     let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Heartbeat, Fault::Status(503), 2);
+    server.faults().inject(Endpoint::Heartbeat, Fault::Status(503), 2);
     api.heartbeat(id, WORKER_ID).await;
     api.heartbeat(id, WORKER_ID).await;
     api.heartbeat(id, WORKER_ID).await;
-    assert_eq!(server.faults_injected()[&Fault::Status(503)], 2);
+    assert_eq!(server.faults().injected()[&Fault::Status(503)], 2);
 }
 
 #[tokio::test]
 async fn a_hanging_endpoint_never_answers() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Token, Fault::Hang, 1);
+    server.faults().inject(Endpoint::Token, Fault::Hang, 1);
     let api = Api::new(&server);
     let token = api.post("/api/v1/oauth/token", json!({"grant_type": "client_credentials"}));
     assert!(tokio::time::timeout(Duration::from_millis(300), token).await.is_err(), "it answered");
@@ -153,7 +153,7 @@ async fn a_hanging_endpoint_never_answers() {
 #[tokio::test]
 async fn a_redirect_points_at_another_origin_and_changes_nothing() {
     let (server, api, id) = claimed(NewActivity::new("vectors", "a")).await;
-    server.inject(Endpoint::Complete, Fault::Redirect, 1);
+    server.faults().inject(Endpoint::Complete, Fault::Redirect, 1);
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let api = Api { http: no_redirects, ..api };
     let reply = api
@@ -171,7 +171,7 @@ async fn a_redirect_points_at_another_origin_and_changes_nothing() {
 #[tokio::test]
 async fn an_html_page_is_a_200_that_is_not_json() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Token, Fault::HtmlPage, 1);
+    server.faults().inject(Endpoint::Token, Fault::HtmlPage, 1);
     let reply = Api::new(&server).post("/api/v1/oauth/token", json!({"grant_type": "client_credentials"})).await;
     assert_eq!((reply.status, reply.content_type.as_str()), (200, "text/html; charset=utf-8"));
     assert!(reply.json.is_none());
@@ -183,7 +183,7 @@ async fn a_raw_poll_item_is_sent_byte_for_byte_after_the_claimed_ones() {
     let server = FakeServer::start().await;
     let id = server.enqueue(NewActivity::new("vectors", "a"));
     let raw = r#"{"activity_id":"0193b2c4-0000-7000-8000-0000000000d2","parameters":1e400}"#;
-    server.inject_raw_poll_item(raw);
+    server.faults().inject_raw_poll_item(raw);
     let api = Api::new(&server);
     let reply = api.poll("vectors", WORKER_ID, 10).await;
     assert_eq!(reply.status, 200);
@@ -200,7 +200,7 @@ async fn over_delivery_claims_more_than_asked_for() {
     for _ in 0..4 {
         server.enqueue(NewActivity::new("vectors", "a"));
     }
-    server.set_over_delivery(2);
+    server.faults().set_over_delivery(2);
     let claimed = Api::new(&server).claim("vectors", WORKER_ID, 1).await;
     assert_eq!(claimed.len(), 3);
 }
@@ -209,8 +209,8 @@ async fn over_delivery_claims_more_than_asked_for() {
 async fn a_slow_link_sends_the_body_at_the_set_rate() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "input", "data.bin", &[7u8; 30_000], None);
-    server.set_bandwidth(Endpoint::FileDownload, 100_000);
+    server.files().seed(workflow_id, "input", "data.bin", &[7u8; 30_000], None);
+    server.faults().set_bandwidth(Endpoint::FileDownload, 100_000);
     let started = Instant::now();
     let reply =
         Api::new(&server).get(&format!("/api/v1/workflows/{workflow_id}/activities/input/files/data.bin")).await;

@@ -24,7 +24,7 @@ async fn upload_answers_201_with_metadata_and_stores_the_content_type() {
     assert_eq!(body["size"], 16);
     assert_eq!(body["content_type"], "text/plain");
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(server.file_bytes(workflow_id, "render_report", "report.txt").unwrap(), b"3 rows rendered\n");
+    assert_eq!(server.files().bytes(workflow_id, "render_report", "report.txt").unwrap(), b"3 rows rendered\n");
 }
 
 #[tokio::test]
@@ -42,15 +42,15 @@ async fn a_second_upload_overwrites_the_first() {
     api.post_raw(&file_path(workflow_id, "r.txt"), Some("text/plain"), "old contents").await;
     let reply = api.post_raw(&file_path(workflow_id, "r.txt"), Some("text/csv"), "new").await;
     assert_eq!((reply.json()["size"].as_u64(), reply.json()["content_type"].as_str()), (Some(3), Some("text/csv")));
-    assert_eq!(server.file_bytes(workflow_id, "render_report", "r.txt").unwrap(), b"new");
-    assert_eq!(server.files().len(), 1);
+    assert_eq!(server.files().bytes(workflow_id, "render_report", "r.txt").unwrap(), b"new");
+    assert_eq!(server.files().all().len(), 1);
 }
 
 #[tokio::test]
 async fn download_streams_the_bytes_with_type_disposition_and_length() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "render_report", "report.txt", b"3 rows rendered\n", Some("text/plain"));
+    server.files().seed(workflow_id, "render_report", "report.txt", b"3 rows rendered\n", Some("text/plain"));
     let response = reqwest::get(format!("{}{}", server.url(), file_path(workflow_id, "report.txt"))).await.unwrap();
     assert_eq!(response.status(), 200);
     let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
@@ -64,7 +64,7 @@ async fn download_streams_the_bytes_with_type_disposition_and_length() {
 async fn download_without_a_stored_type_is_octet_stream() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "render_report", "blob.bin", &[0, 1, 2], None);
+    server.files().seed(workflow_id, "render_report", "blob.bin", &[0, 1, 2], None);
     let response = reqwest::get(format!("{}{}", server.url(), file_path(workflow_id, "blob.bin"))).await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/octet-stream");
 }

@@ -66,7 +66,7 @@ async fn streaming_routes_are_protected_and_faultable() {
         "Unauthorized: Missing or invalid Authorization header. Expected: Authorization: Bearer <token>",
     );
     let dev = FakeServer::start().await;
-    dev.inject(Endpoint::StreamToken, Fault::ShuttingDown, 1);
+    dev.faults().inject(Endpoint::StreamToken, Fault::ShuttingDown, 1);
     Api::new(&dev)
         .post(&format!("/api/v1/activities/{id}/ws/token"), json!({"text": "x", "index": 0}))
         .await

@@ -31,8 +31,8 @@ async fn a_token_that_expires_mid_run_is_refreshed_without_a_failed_activity() {
     server.wait_for(second).await.expect_completed();
     worker.stop().await.unwrap();
 
-    assert_eq!(server.requests_to(Endpoint::Token).len(), 2, "one fetch at start, one after the 401");
-    assert!(server.requests_to(Endpoint::Fail).is_empty());
+    assert_eq!(server.log().to(Endpoint::Token).len(), 2, "one fetch at start, one after the 401");
+    assert!(server.log().to(Endpoint::Fail).is_empty());
 }
 
 #[tokio::test]
@@ -45,8 +45,8 @@ async fn tokens_are_refreshed_before_they_expire() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     worker.stop().await.unwrap();
 
-    assert!(server.requests_to(Endpoint::Token).len() >= 2, "the token was renewed at half-life");
-    let refused: Vec<_> = server.requests().into_iter().filter(|r| r.status == 401).collect();
+    assert!(server.log().to(Endpoint::Token).len() >= 2, "the token was renewed at half-life");
+    let refused: Vec<_> = server.log().all().into_iter().filter(|r| r.status == 401).collect();
     assert!(refused.is_empty(), "no request went out with an expired token: {refused:?}");
 }
 
@@ -71,7 +71,7 @@ async fn concurrent_callers_share_one_token_fetch() {
     server.wait_until_idle().await;
     worker.stop().await.unwrap();
 
-    assert_eq!(server.requests_to(Endpoint::Token).len(), 1, "three pollers and ten heartbeats, one token fetch");
+    assert_eq!(server.log().to(Endpoint::Token).len(), 1, "three pollers and ten heartbeats, one token fetch");
 }
 
 #[tokio::test]
@@ -88,7 +88,7 @@ async fn refused_credentials_stop_the_worker_at_startup_naming_the_variables_and
         "cannot start: authentication failed: the token endpoint refused client 'my-worker' (401): Unauthorized: \
          Invalid client credentials; check KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET"
     );
-    assert!(server.requests_to(Endpoint::Poll).is_empty(), "no request without a token");
-    assert!(server.requests_to(Endpoint::Token).iter().all(|r| r.status == 401));
+    assert!(server.log().to(Endpoint::Poll).is_empty(), "no request without a token");
+    assert!(server.log().to(Endpoint::Token).iter().all(|r| r.status == 401));
     assert_eq!(server.activity(id).unwrap().claims, 0);
 }

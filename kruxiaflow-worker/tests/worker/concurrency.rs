@@ -32,7 +32,7 @@ async fn concurrency_never_exceeds_the_configured_bound_measured_at_the_server()
     assert_eq!(outcomes.len(), 15);
     assert!(outcomes.iter().all(|(_, outcome)| outcome.completed().is_some()));
     assert_eq!(server.max_concurrent_claims(&worker_id), 3, "all slots used, never more");
-    for poll in server.requests_to(Endpoint::Poll) {
+    for poll in server.log().to(Endpoint::Poll) {
         let asked = poll.body.unwrap()["max_activities"].as_u64().unwrap();
         assert!((1..=3).contains(&asked), "a poll claimed {asked} with only 3 slots");
     }
@@ -58,7 +58,7 @@ async fn every_worker_type_in_the_registry_is_polled() {
 #[tokio::test]
 async fn a_poll_failure_is_retried_with_backoff_and_claims_resume() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Poll, kruxiaflow_worker_testing::Fault::Status(503), 12);
+    server.faults().inject(Endpoint::Poll, kruxiaflow_worker_testing::Fault::Status(503), 12);
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo"));
@@ -67,6 +67,6 @@ async fn a_poll_failure_is_retried_with_backoff_and_claims_resume() {
     server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
-    let polls = server.requests_to(Endpoint::Poll);
+    let polls = server.log().to(Endpoint::Poll);
     assert!(polls.iter().filter(|p| p.status == 503).count() == 12);
 }

@@ -180,10 +180,11 @@ async fn a_heartbeat_409_stops_the_handler_and_nothing_is_reported() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.stop().await.unwrap();
 
-    let heartbeats = server.requests_to(Endpoint::Heartbeat);
+    let heartbeats = server.log().to(Endpoint::Heartbeat);
     assert_eq!(heartbeats.last().unwrap().status, 409);
     let reports: Vec<_> = server
-        .requests()
+        .log()
+        .all()
         .into_iter()
         .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
         .collect();
@@ -221,7 +222,7 @@ async fn heartbeats_keep_the_default_lease_alive_for_an_activity_that_outlives_i
     worker.stop().await.unwrap();
 
     assert_eq!(outcome.expect_completed().attempts, 1, "never reclaimed or swept");
-    assert!(server.requests_to(Endpoint::Heartbeat).iter().filter(|r| r.status == 200).count() >= 5);
+    assert!(server.log().to(Endpoint::Heartbeat).iter().filter(|r| r.status == 200).count() >= 5);
 }
 
 #[tokio::test]
@@ -271,7 +272,7 @@ async fn an_activity_handed_out_again_while_running_here_keeps_its_heartbeats() 
     eventually("the activity runs", || server.running_activities().contains(&id)).await;
     server.advance_clock(Duration::from_secs(61));
     eventually("the worker's poll reclaims it", || server.activity(id).unwrap().claims == 2).await;
-    let beats = || server.requests_to(Endpoint::Heartbeat).iter().filter(|r| r.activity_id == Some(id)).count();
+    let beats = || server.log().to(Endpoint::Heartbeat).iter().filter(|r| r.activity_id == Some(id)).count();
     let after_reclaim = beats();
     eventually("heartbeats go on for the attempt still running", || beats() >= after_reclaim + 2).await;
     let completion = server.wait_for(id).await.expect_completed().clone();

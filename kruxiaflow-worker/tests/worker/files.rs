@@ -33,7 +33,7 @@ fn registry_with(activity: impl Activity) -> ActivityRegistry {
 async fn an_activity_downloads_transforms_and_uploads_a_file_output_that_reaches_the_workflow() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "extract", "input.txt", b"three rows rendered\n", Some("text/plain"));
+    server.files().seed(workflow_id, "extract", "input.txt", b"three rows rendered\n", Some("text/plain"));
     let id = server.enqueue(
         NewActivity::new("rust", "shout_file")
             .key("shout")
@@ -48,11 +48,11 @@ async fn an_activity_downloads_transforms_and_uploads_a_file_output_that_reaches
 
     let reference = format!("postgres://{workflow_id}/shout/result.txt");
     assert_eq!(completion.output["result.txt"], reference, "the completion carries the reference");
-    let stored = server.file(workflow_id, "shout", "result.txt").expect("the file is stored");
+    let stored = server.files().get(workflow_id, "shout", "result.txt").expect("the file is stored");
     assert_eq!(stored.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(server.file_bytes(workflow_id, "shout", "result.txt").unwrap(), b"THREE ROWS RENDERED\n");
-    let upload = server.requests_to(Endpoint::FileUpload)[0].seq;
-    let complete = server.requests_to(Endpoint::Complete)[0].seq;
+    assert_eq!(server.files().bytes(workflow_id, "shout", "result.txt").unwrap(), b"THREE ROWS RENDERED\n");
+    let upload = server.log().to(Endpoint::FileUpload)[0].seq;
+    let complete = server.log().to(Endpoint::Complete)[0].seq;
     assert!(upload < complete, "uploaded before the completion was sent");
 }
 
@@ -60,8 +60,8 @@ async fn an_activity_downloads_transforms_and_uploads_a_file_output_that_reaches
 async fn a_truncated_download_is_detected_and_retried_from_the_start() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "extract", "input.txt", &[b'a'; 50_000], None);
-    server.inject(Endpoint::FileDownload, Fault::TruncateBody, 2);
+    server.files().seed(workflow_id, "extract", "input.txt", &[b'a'; 50_000], None);
+    server.faults().inject(Endpoint::FileDownload, Fault::TruncateBody, 2);
     let id = server.enqueue(
         NewActivity::new("rust", "shout_file")
             .workflow_id(workflow_id)
@@ -72,16 +72,16 @@ async fn a_truncated_download_is_detected_and_retried_from_the_start() {
     server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
-    assert_eq!(server.file_bytes(workflow_id, "shout_file", "result.txt").unwrap(), vec![b'A'; 50_000]);
-    assert_eq!(server.requests_to(Endpoint::FileDownload).len(), 3);
+    assert_eq!(server.files().bytes(workflow_id, "shout_file", "result.txt").unwrap(), vec![b'A'; 50_000]);
+    assert_eq!(server.log().to(Endpoint::FileDownload).len(), 3);
 }
 
 #[tokio::test]
 async fn a_download_cut_short_every_time_fails_saying_so() {
     let server = FakeServer::start().await;
     let workflow_id = Uuid::now_v7();
-    server.seed_file(workflow_id, "extract", "input.txt", &[b'a'; 10_000], None);
-    server.inject(Endpoint::FileDownload, Fault::TruncateBody, 100);
+    server.files().seed(workflow_id, "extract", "input.txt", &[b'a'; 10_000], None);
+    server.faults().inject(Endpoint::FileDownload, Fault::TruncateBody, 100);
     let id = server.enqueue(
         NewActivity::new("rust", "shout_file")
             .workflow_id(workflow_id)
@@ -145,9 +145,7 @@ async fn traversal_attempts_are_refused_before_any_request_is_sent() {
     let codes: Vec<String> = serde_json::from_value(completion.output["codes"].clone()).unwrap();
     assert_eq!(&codes[..7], ["INVALID_FILENAME"; 7]);
     assert_eq!(&codes[7..], ["INVALID_FILE_REFERENCE"; 6]);
-    assert!(
-        server.requests_to(Endpoint::FileUpload).is_empty() && server.requests_to(Endpoint::FileDownload).is_empty()
-    );
+    assert!(server.log().to(Endpoint::FileUpload).is_empty() && server.log().to(Endpoint::FileDownload).is_empty());
 }
 
 #[tokio::test]

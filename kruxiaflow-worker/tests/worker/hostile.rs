@@ -33,7 +33,7 @@ async fn poison_items_fail_alone_and_the_rest_of_their_batch_runs() {
     let good = [server.enqueue(NewActivity::new("rust", "echo").params(json!({"n": 1})))];
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     for (id, parameters) in [(DEEP, deep.as_str()), (HUGE, "1e400"), (SURROGATE, r#""\ud800""#)] {
-        server.inject_raw_poll_item(item(id, "echo", parameters));
+        server.faults().inject_raw_poll_item(item(id, "echo", parameters));
     }
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
@@ -43,7 +43,7 @@ async fn poison_items_fail_alone_and_the_rest_of_their_batch_runs() {
     let completion = server.wait_for(good[0]).await.expect_completed().clone();
     let failed = |id: &str| {
         let id = id.parse().unwrap();
-        server.requests_to(Endpoint::Fail).into_iter().find(|r| r.activity_id == Some(id)).and_then(|r| r.body)
+        server.log().to(Endpoint::Fail).into_iter().find(|r| r.activity_id == Some(id)).and_then(|r| r.body)
     };
     eventually("every poison item is failed", || [DEEP, HUGE, SURROGATE].iter().all(|id| failed(id).is_some())).await;
     worker.stop().await.unwrap();
@@ -130,14 +130,14 @@ async fn a_completion_survives_a_token_endpoint_that_refuses_for_a_while() {
     eventually("the activity runs", || server.running_activities().contains(&id)).await;
 
     server.revoke_tokens();
-    server.inject(Endpoint::Token, Fault::Status(401), 5);
+    server.faults().inject(Endpoint::Token, Fault::Status(401), 5);
     release.notify_one();
     let completion = server.wait_for(id).await.expect_completed().clone();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["done"], true);
     assert_eq!(completion.attempts, 1, "the finished result was delivered, not re-run");
-    let refused = server.requests_to(Endpoint::Token).iter().filter(|r| r.status == 401).count();
+    let refused = server.log().to(Endpoint::Token).iter().filter(|r| r.status == 401).count();
     assert_eq!(refused, 5);
 }
 
@@ -152,14 +152,14 @@ async fn a_completion_survives_a_token_endpoint_answering_an_html_page() {
     // From now on the next token requests get a login page; the one activity's
     // completion needs a fresh token.
     server.revoke_tokens();
-    server.inject(Endpoint::Token, Fault::HtmlPage, 5);
+    server.faults().inject(Endpoint::Token, Fault::HtmlPage, 5);
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!("kept")));
     let completion = server.wait_for(id).await.expect_completed().clone();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], "kept");
     assert_eq!(completion.attempts, 1);
-    let pages = server.requests_to(Endpoint::Token).iter().filter(|r| r.fault == Some(Fault::HtmlPage)).count();
+    let pages = server.log().to(Endpoint::Token).iter().filter(|r| r.fault == Some(Fault::HtmlPage)).count();
     assert_eq!(pages, 5);
 }
 
@@ -176,14 +176,14 @@ async fn shutdown_with_a_frozen_server_ends_within_the_bound_and_names_the_undel
     };
     let bound = config.shutdown_bound();
     // The activity finishes at once, but its completion never gets an answer.
-    server.set_latency(Endpoint::Complete, Duration::from_secs(3600));
+    server.faults().set_latency(Endpoint::Complete, Duration::from_secs(3600));
     let id = server.enqueue(NewActivity::new("rust", "echo"));
     let worker = RunningWorker::start(config, registry);
     eventually("the completion is on its way", || server.running_activities().contains(&id)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Then the whole server freezes.
-    server.set_latency(Endpoint::Poll, Duration::from_secs(3600));
-    server.set_latency(Endpoint::Heartbeat, Duration::from_secs(3600));
+    server.faults().set_latency(Endpoint::Poll, Duration::from_secs(3600));
+    server.faults().set_latency(Endpoint::Heartbeat, Duration::from_secs(3600));
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = Instant::now();
@@ -212,13 +212,13 @@ async fn an_output_over_the_servers_body_limit_fails_terminally() {
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("OUTPUT_TOO_LARGE", false));
     assert!(failure.message.contains("over the server's limit of 52428800 bytes"), "{}", failure.message);
-    assert!(server.requests_to(Endpoint::Complete).is_empty(), "nothing over the limit is sent");
+    assert!(server.log().to(Endpoint::Complete).is_empty(), "nothing over the limit is sent");
 }
 
 #[tokio::test]
 async fn a_413_on_a_completion_settles_it_as_output_too_large() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Complete, Fault::Status(413), 1);
+    server.faults().inject(Endpoint::Complete, Fault::Status(413), 1);
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo"));
@@ -251,9 +251,9 @@ async fn nan_and_infinite_outputs_fail_as_invalid_output_naming_the_output() {
 async fn a_file_download_slower_than_the_http_timeout_succeeds_while_it_moves() {
     let server = FakeServer::start().await;
     let workflow_id = uuid::Uuid::now_v7();
-    server.seed_file(workflow_id, "input", "data.bin", &[7u8; 250_000], None);
+    server.files().seed(workflow_id, "input", "data.bin", &[7u8; 250_000], None);
     // 2.5 s of transfer with a 1 s HTTP timeout: only a stall would be an error.
-    server.set_bandwidth(Endpoint::FileDownload, 100_000);
+    server.faults().set_bandwidth(Endpoint::FileDownload, 100_000);
     let reference = format!("postgres://{workflow_id}/input/data.bin");
     let mut registry = ActivityRegistry::new();
     registry.register(
@@ -301,7 +301,7 @@ async fn over_delivered_items_wait_for_a_slot_and_are_settled_at_shutdown() {
     // One attempt each, so the shutdown failure settles them.
     let sleepy = || NewActivity::new("rust", "sleepy").retry(RetrySettings::attempts(1));
     let ids: Vec<_> = (0..3).map(|_| server.enqueue(sleepy())).collect();
-    server.set_over_delivery(2);
+    server.faults().set_over_delivery(2);
     let started = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&started);
     let mut registry = ActivityRegistry::new();
@@ -430,7 +430,7 @@ impl std::io::Write for LogWriter {
 #[tokio::test]
 async fn a_lost_lease_stops_the_retries_of_a_timeouts_report() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Fail, Fault::Status(503), 100_000);
+    server.faults().inject(Endpoint::Fail, Fault::Status(503), 100_000);
     let mut registry = ActivityRegistry::new();
     registry.register(
         activity("slow", |_p, ctx| async move {
@@ -441,19 +441,19 @@ async fn a_lost_lease_stops_the_retries_of_a_timeouts_report() {
     );
     let id = server.enqueue(NewActivity::new("rust", "slow").timeout_seconds(1));
     let worker = RunningWorker::start(config(&server), registry);
-    eventually("the TIMEOUT report is being retried", || server.requests_to(Endpoint::Fail).len() >= 3).await;
+    eventually("the TIMEOUT report is being retried", || server.log().to(Endpoint::Fail).len() >= 3).await;
 
     // Polls fail from now on, so this worker cannot claim the activity again.
-    server.inject(Endpoint::Poll, Fault::Status(503), 100_000);
+    server.faults().inject(Endpoint::Poll, Fault::Status(503), 100_000);
     assert!(server.reassign(id), "the fake hands the activity to someone else");
     eventually("the worker stops retrying", || {
-        server.requests_to(Endpoint::Heartbeat).iter().any(|r| r.activity_id == Some(id) && r.status == 409)
+        server.log().to(Endpoint::Heartbeat).iter().any(|r| r.activity_id == Some(id) && r.status == 409)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let retries = server.requests_to(Endpoint::Fail).len();
+    let retries = server.log().to(Endpoint::Fail).len();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = server.requests_to(Endpoint::Fail).len();
+    let later = server.log().to(Endpoint::Fail).len();
     let stopped = worker.stop().await;
 
     assert_eq!(later, retries, "no report is sent on a lease the worker no longer holds");

@@ -81,7 +81,7 @@ async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
     registry.register(echo(), "rust");
     let worker = RunningWorker::start(config(&server), registry);
     eventually("the worker started", || captured.lines().iter().any(|l| l.contains("worker started"))).await;
-    let polls_before = server.requests_to(kruxiaflow_worker_testing::Endpoint::Poll).len();
+    let polls_before = server.log().to(kruxiaflow_worker_testing::Endpoint::Poll).len();
     let before = captured.lines().len();
 
     server.stop().await;
@@ -90,7 +90,7 @@ async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.restart().await;
     eventually("the recovery is logged", || captured.lines().iter().any(|l| l.contains("reachable again"))).await;
-    assert!(server.requests_to(kruxiaflow_worker_testing::Endpoint::Poll).len() > polls_before);
+    assert!(server.log().to(kruxiaflow_worker_testing::Endpoint::Poll).len() > polls_before);
     worker.stop().await.unwrap();
 
     let during: Vec<String> =

@@ -52,7 +52,8 @@ async fn the_mocks_report_is_what_the_worker_sends_for_every_case() {
 
     for (case, id) in cases.iter().zip(ids) {
         let sent: Vec<_> = server
-            .requests()
+            .log()
+            .all()
             .into_iter()
             .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
             .collect();

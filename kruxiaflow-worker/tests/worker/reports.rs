@@ -27,16 +27,16 @@ async fn completes_an_activity_with_its_output_cost_and_usage() {
     assert_eq!(completion.output, json!({"summary": "3 rows rendered"}).as_object().unwrap().clone());
     assert_eq!(completion.cost_usd, Some(Decimal::new(40, 4)));
     assert_eq!(completion.usage[0].input_tokens, 1200);
-    let sent = &server.requests_to(Endpoint::Complete)[0];
+    let sent = &server.log().to(Endpoint::Complete)[0];
     assert_eq!(sent.body.as_ref().unwrap()["cost_usd"], "0.0040", "decimals go on the wire as strings");
 }
 
 #[tokio::test]
 async fn completion_that_meets_503_a_reset_and_a_500_arrives_exactly_once() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Complete, Fault::ShuttingDown, 1);
-    server.inject(Endpoint::Complete, Fault::DropBeforeCommit, 1);
-    server.inject(Endpoint::Complete, Fault::Status(500), 1);
+    server.faults().inject(Endpoint::Complete, Fault::ShuttingDown, 1);
+    server.faults().inject(Endpoint::Complete, Fault::DropBeforeCommit, 1);
+    server.faults().inject(Endpoint::Complete, Fault::Status(500), 1);
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!({"n": 7})));
@@ -46,16 +46,16 @@ async fn completion_that_meets_503_a_reset_and_a_500_arrives_exactly_once() {
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], json!({"n": 7}));
-    let statuses: Vec<u16> = server.requests_to(Endpoint::Complete).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = server.log().to(Endpoint::Complete).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [503, 0, 500, 200], "retried through each fault, then delivered once");
-    assert!(server.requests_to(Endpoint::Fail).is_empty(), "a failed delivery never turns into a failure");
+    assert!(server.log().to(Endpoint::Fail).is_empty(), "a failed delivery never turns into a failure");
 }
 
 #[tokio::test]
 async fn completion_committed_before_a_500_is_confirmed_by_the_idempotent_retry() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Complete, Fault::ErrorAfterCommit, 1);
-    server.inject(Endpoint::Complete, Fault::DropAfterCommit, 1);
+    server.faults().inject(Endpoint::Complete, Fault::ErrorAfterCommit, 1);
+    server.faults().inject(Endpoint::Complete, Fault::DropAfterCommit, 1);
     let mut registry = ActivityRegistry::new();
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!("first")));
@@ -63,22 +63,22 @@ async fn completion_committed_before_a_500_is_confirmed_by_the_idempotent_retry(
 
     let completion = server.wait_for(id).await.expect_completed().clone();
     crate::common::eventually("the retried completion is acknowledged", || {
-        server.requests_to(Endpoint::Complete).iter().any(|r| r.status == 200)
+        server.log().to(Endpoint::Complete).iter().any(|r| r.status == 200)
     })
     .await;
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], "first");
     assert_eq!(completion.attempts, 1);
-    let statuses: Vec<u16> = server.requests_to(Endpoint::Complete).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = server.log().to(Endpoint::Complete).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 0, 200], "each retry confirms the one committed completion");
 }
 
 #[tokio::test]
 async fn failure_report_is_retried_and_a_409_after_its_commit_counts_as_settled() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Fail, Fault::Status(502), 2);
-    server.inject(Endpoint::Fail, Fault::ErrorAfterCommit, 1);
+    server.faults().inject(Endpoint::Fail, Fault::Status(502), 2);
+    server.faults().inject(Endpoint::Fail, Fault::ErrorAfterCommit, 1);
     let mut registry = ActivityRegistry::new();
     registry.register(
         activity("rejects", |_p, _c| async {
@@ -90,11 +90,11 @@ async fn failure_report_is_retried_and_a_409_after_its_commit_counts_as_settled(
     let worker = RunningWorker::start(config(&server), registry);
 
     let failure = server.wait_for(id).await.expect_failed().clone();
-    crate::common::eventually("the fail retry is answered", || server.requests_to(Endpoint::Fail).len() == 4).await;
+    crate::common::eventually("the fail retry is answered", || server.log().to(Endpoint::Fail).len() == 4).await;
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("VALIDATION_ERROR", false));
-    let statuses: Vec<u16> = server.requests_to(Endpoint::Fail).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = server.log().to(Endpoint::Fail).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [502, 502, 500, 409], "fail is not idempotent: the repeat gets 409 and is dropped");
 }
 
@@ -139,7 +139,7 @@ async fn a_report_the_server_refuses_is_resent_so_the_activity_still_settles() {
 
     assert_eq!(completion.output["ok"], true);
     assert_eq!(completion.cost_usd, None);
-    let statuses: Vec<u16> = server.requests_to(Endpoint::Complete).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = server.log().to(Endpoint::Complete).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [422, 200]);
 }
 

@@ -54,14 +54,14 @@ async fn shutdown_drains_quick_activities_and_fails_slow_ones_as_worker_shutdown
 async fn no_polls_are_made_after_shutdown_is_requested() {
     let server = FakeServer::start().await;
     let worker = RunningWorker::start(config(&server), registry());
-    eventually("the worker polls", || !server.requests_to(Endpoint::Poll).is_empty()).await;
+    eventually("the worker polls", || !server.log().to(Endpoint::Poll).is_empty()).await;
 
     worker.stop().await.unwrap();
-    let polls_at_stop = server.requests_to(Endpoint::Poll).len();
+    let polls_at_stop = server.log().to(Endpoint::Poll).len();
     server.enqueue(NewActivity::new("rust", "quick"));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    assert_eq!(server.requests_to(Endpoint::Poll).len(), polls_at_stop);
+    assert_eq!(server.log().to(Endpoint::Poll).len(), polls_at_stop);
     assert_eq!(server.activities()[0].status, Status::Pending);
 }
 
@@ -86,7 +86,7 @@ async fn a_second_shutdown_request_skips_the_drain() {
 #[tokio::test]
 async fn shutdown_waits_for_a_report_that_meets_transient_errors() {
     let server = FakeServer::start().await;
-    server.inject(Endpoint::Fail, kruxiaflow_worker_testing::Fault::Status(503), 3);
+    server.faults().inject(Endpoint::Fail, kruxiaflow_worker_testing::Fault::Status(503), 3);
     let id = server.enqueue(NewActivity::new("rust", "endless").retry(RetrySettings::attempts(1)));
     let config = WorkerConfig { shutdown_timeout: Duration::from_millis(100), ..config(&server) };
     let worker_id = config.worker_id.clone();

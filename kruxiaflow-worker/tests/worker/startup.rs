@@ -67,6 +67,6 @@ async fn a_server_that_starts_after_the_worker_is_waited_for() {
     let server = FakeServer::builder().port(port).start().await;
     let id = server.enqueue(NewActivity::new("rust", "echo"));
     server.wait_for(id).await.expect_completed();
-    assert!(!server.requests_to(Endpoint::Poll).is_empty());
+    assert!(!server.log().to(Endpoint::Poll).is_empty());
     worker.stop().await.unwrap();
 }

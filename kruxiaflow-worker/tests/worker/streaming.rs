@@ -39,14 +39,15 @@ fn text_output(text: &str) -> serde_json::Map<String, Value> {
 /// Position of the first request to `endpoint` for `id` in the server's log.
 fn position(server: &FakeServer, id: Uuid, endpoint: Endpoint) -> usize {
     server
-        .requests()
+        .log()
+        .all()
         .iter()
         .position(|r| r.activity_id == Some(id) && r.endpoint == endpoint)
         .unwrap_or_else(|| panic!("no {endpoint:?} request for {id}"))
 }
 
 fn count(server: &FakeServer, endpoint: Endpoint) -> usize {
-    server.requests_to(endpoint).len()
+    server.log().to(endpoint).len()
 }
 
 #[tokio::test]
@@ -141,7 +142,7 @@ async fn a_stream_endpoint_answering_500_neither_fails_the_activity_nor_loses_it
     let server = FakeServer::start().await;
     let id = server.enqueue(streamed("still fine"));
     server.set_stream_subscribers(id, 1);
-    server.inject(Endpoint::StreamToken, Fault::Status(500), 1000);
+    server.faults().inject(Endpoint::StreamToken, Fault::Status(500), 1000);
     let worker = RunningWorker::start(config(&server), registry(spell()));
     let outcome = server.wait_for(id).await;
     worker.stop().await.unwrap();
@@ -156,7 +157,7 @@ async fn a_hanging_stream_endpoint_does_not_hold_the_activity_or_its_report() {
     let server = FakeServer::start().await;
     let id = server.enqueue(streamed("no wait"));
     server.set_stream_subscribers(id, 1);
-    server.inject(Endpoint::StreamToken, Fault::Hang, 1000);
+    server.faults().inject(Endpoint::StreamToken, Fault::Hang, 1000);
     let worker = RunningWorker::start(config(&server), registry(spell()));
     let outcome = server.wait_for(id).await;
     // The token request never got an answer (answered requests are logged), yet the

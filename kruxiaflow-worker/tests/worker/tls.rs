@@ -120,7 +120,7 @@ async fn a_private_ca_is_refused_without_either() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     worker.stop().await.unwrap();
 
-    assert!(server.requests_to(Endpoint::Poll).is_empty(), "no request got through an unverified server");
+    assert!(server.log().to(Endpoint::Poll).is_empty(), "no request got through an unverified server");
     assert_eq!(server.activity(id).unwrap().claims, 0);
 }
 

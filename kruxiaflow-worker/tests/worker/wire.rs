@@ -40,7 +40,7 @@ async fn poll_heartbeat_complete_and_fail_bodies_match_the_captured_shapes() {
     server.wait_for(render).await.expect_failed();
     worker.stop().await.unwrap();
 
-    let sent = |endpoint: Endpoint| server.requests_to(endpoint)[0].body.clone().unwrap();
+    let sent = |endpoint: Endpoint| server.log().to(endpoint)[0].body.clone().unwrap();
     let pairs = [
         ("poll-two-items", sent(Endpoint::Poll)),
         ("heartbeat-ok", sent(Endpoint::Heartbeat)),
