@@ -42,7 +42,7 @@ pub enum Fault {
 pub const REDIRECT_LOCATION: &str = "http://127.0.0.2:9/elsewhere";
 
 /// Random faults on every endpoint, drawn from a seeded generator so that a run can be
-/// replayed. Scripted faults ([`FakeServer::inject`](super::FakeServer::inject)) still
+/// replayed. Scripted faults ([`Faults::inject`](super::Faults::inject)) still
 /// come first.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChaosConfig {

@@ -128,7 +128,7 @@ async fn apply(fault: Option<Fault>, request: Request, next: Next) -> (Response,
     }
 }
 
-/// Adds a raw poll item (scheduled with `FakeServer::inject_raw_poll_item`) to a
+/// Adds a raw poll item (scheduled with `server.faults().inject_raw_poll_item`) to a
 /// successful poll answer, byte for byte: it may be JSON no parser accepts.
 async fn with_raw_poll_item(state: &ServerState, response: Response) -> Response {
     if response.status() != StatusCode::OK {

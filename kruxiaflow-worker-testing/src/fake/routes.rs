@@ -81,7 +81,7 @@ async fn poll(State(state): State<Arc<ServerState>>, Json(body): Json<PollBody>)
     }
     errors.into_result()?;
     let now = state.clock.now();
-    // A misbehaving server may hand out more than asked for (`FakeServer::set_over_delivery`).
+    // A misbehaving server may hand out more than asked for (`server.faults().set_over_delivery`).
     let claim = body.max_activities as usize + state.faults.over_delivery() as usize;
     let items = state.with_queue(|q| q.poll(&body.worker, &body.worker_id, claim, now));
     let ids = items.iter().filter_map(|i| i["activity_id"].as_str()).filter_map(|s| s.parse().ok()).collect();
