@@ -27,8 +27,8 @@ pub(crate) use server::ServerTransport;
 /// background sender delivers the text in order, joining what was queued while a
 /// request was in flight into one increment. When the server cannot keep up (more than
 /// 1 MiB waiting) or keeps failing, the stream gives up with one warning and the
-/// activity carries on; its final output reaches subscribers either way, in the
-/// `complete` message the worker sends before reporting the completion.
+/// activity carries on; its final output still goes to subscribers in the `complete`
+/// message the worker sends (within 5 s) before reporting the completion.
 ///
 /// ```
 /// use kruxiaflow_worker::prelude::*;
