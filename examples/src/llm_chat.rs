@@ -288,10 +288,9 @@ fn refused(url: &str, status: u16, body: &str) -> ActivityError {
     struct Envelope {
         error: ApiError,
     }
-    let detail = serde_json::from_str::<Envelope>(body).map(|e| e.error.message).unwrap_or_else(|_| {
-        let text: String = body.chars().take(200).collect();
-        text
-    });
+    let detail = serde_json::from_str::<Envelope>(body)
+        .map(|e| e.error.message)
+        .unwrap_or_else(|_| body.chars().take(200).collect());
     let message = format!("{url} answered {status}: {detail}");
     match status {
         429 => ActivityError::retryable("LLM_RATE_LIMITED", message),

@@ -188,12 +188,13 @@ fn fallback(activity: &ActivityFn, name: &str, rt: &TokenStream) -> TokenStream 
 fn conversion(activity: &ActivityFn, options: &Options, rt: &TokenStream) -> TokenStream {
     let declared = activity.return_type();
     let span = declared.map_or_else(|| activity.item.sig.ident.span(), |ty| ty.span());
-    let into_error = match declared.is_some_and(ast::returns_boxable_error) {
+    let boxable = declared.is_some_and(ast::returns_boxable_error);
+    let into_error = match boxable {
         true => quote_spanned!(span=> #rt::boxed_error(::core::convert::Into::into(error))),
         false => quote_spanned!(span=> ::core::convert::Into::<#rt::ActivityError>::into(error)),
     };
     match &options.output {
-        None if declared.is_some_and(ast::returns_boxable_error) => quote_spanned! {span=>
+        None if boxable => quote_spanned! {span=>
             match __kf_returned {
                 ::core::result::Result::Ok(result) => #rt::IntoActivityOutcome::into_activity_outcome(result),
                 ::core::result::Result::Err(error) => ::core::result::Result::Err(#into_error),

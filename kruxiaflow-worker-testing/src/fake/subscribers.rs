@@ -44,10 +44,10 @@ impl Hub {
 
     /// Sends a `token` frame to every open socket of `id`; answers how many got it.
     pub(crate) fn token(&self, id: Uuid, text: &str, index: u32) -> u32 {
-        let frame = json!({"type": "token", "text": text, "index": index, "timestamp": now_rfc3339()});
         let mut sockets = self.sockets();
         let Some(open) = sockets.get_mut(&id) else { return 0 };
-        open.retain(|socket| socket.send(Frame::Text(frame.to_string())).is_ok());
+        let frame = json!({"type": "token", "text": text, "index": index, "timestamp": now_rfc3339()}).to_string();
+        open.retain(|socket| socket.send(Frame::Text(frame.clone())).is_ok());
         open.len() as u32
     }
 
@@ -64,8 +64,9 @@ impl Hub {
     }
 
     fn close_with(&self, id: Uuid, last: &Value) {
+        let last = last.to_string();
         for socket in self.sockets().remove(&id).unwrap_or_default() {
-            let _ = socket.send(Frame::Text(last.to_string()));
+            let _ = socket.send(Frame::Text(last.clone()));
             let _ = socket.send(Frame::Close);
         }
     }

@@ -122,11 +122,10 @@ impl StreamSink for Outbox {
                 self.arrived.notify_one();
             }
             Mode::Checking | Mode::Active => {
-                queue.mode = Mode::GivenUp;
                 queue.overflowed = true;
-                let dropped = std::mem::take(&mut queue.pending).len() + text.len();
-                self.settle(dropped);
                 drop(queue);
+                self.settle(text.len());
+                self.give_up();
                 self.arrived.notify_one();
             }
             Mode::Idle | Mode::GivenUp => self.settle(text.len()),
