@@ -84,7 +84,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_lease_stops_the_loop() {
-        let mock = MockContext::new("rust", "long_running").cancel_after_heartbeats(2);
+        let mock = MockContext::builder("rust", "long_running").cancel_after_heartbeats(2).build();
         let items = vec!["x"; 100];
         let error = mock.run(&long_running, json!({"items": items})).await.unwrap_err();
         assert_eq!(error.code(), "LEASE_LOST");
@@ -93,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn reports_its_identity() {
         let id = uuid::Uuid::now_v7();
-        let mock = MockContext::new("rust", "show_ids").activity_id(id).activity_key("whoami");
+        let mock = MockContext::builder("rust", "show_ids").activity_id(id).activity_key("whoami").build();
         let result = mock.run(&show_ids, json!({})).await.unwrap();
         assert_eq!(result.output("activity_id"), Some(&json!(id)));
         assert_eq!(result.output("activity_key"), Some(&json!("whoami")));

@@ -42,9 +42,9 @@ mod tests {
 
     #[tokio::test]
     async fn uploads_the_upper_cased_file_and_returns_its_reference() {
-        let mock = MockContext::new("rust", "process_file");
-        let input = mock.reference("input.txt");
-        let mock = mock.file(&input, "one\ntwo\n");
+        let builder = MockContext::builder("rust", "process_file");
+        let input = builder.reference("input.txt");
+        let mock = builder.file(&input, "one\ntwo\n").build();
         let result = mock.run(&process_file, json!({"file_url": input})).await.unwrap();
         assert_eq!(mock.uploaded("result.txt").as_deref(), Some(&b"ONE\nTWO\n"[..]));
         assert_eq!(result.outputs().len(), 1);

@@ -132,14 +132,14 @@ mod tests {
     async fn soak_returns_twice_its_input_and_stops_when_cancelled() {
         let result = MockContext::new("rust", "soak").run(&soak, json!({"n": 21, "work_ms": 20})).await.unwrap();
         assert_eq!(result.output("double"), Some(&json!(42)));
-        let mock = MockContext::new("rust", "soak").cancel_after(Duration::from_millis(30));
+        let mock = MockContext::builder("rust", "soak").cancel_after(Duration::from_millis(30)).build();
         let error = mock.run(&soak, json!({"n": 1, "work_ms": 10_000})).await.unwrap_err();
         assert_eq!(error.code(), "CANCELLED");
     }
 
     #[tokio::test]
     async fn stream_tokens_sends_each_token() {
-        let mock = MockContext::new("rust", "stream_tokens").streaming(true);
+        let mock = MockContext::builder("rust", "stream_tokens").streaming(true).build();
         let result = mock.run(&stream_tokens, json!({"tokens": 3, "pace_ms": 0})).await.unwrap();
         assert_eq!(result.output("tokens"), Some(&json!(3)));
         assert_eq!(mock.streamed().text(), "tok tok tok ");

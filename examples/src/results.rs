@@ -98,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn cost_and_usage_are_reported_with_the_result() {
-        let mock = MockContext::new("rust", "with_cost").worker_id("w");
+        let mock = MockContext::builder("rust", "with_cost").worker_id("w").build();
         let outcome = mock.run(&with_cost, json!({"text": "hello"})).await;
         let body = mock.report(&outcome).expect("reported").to_json();
         assert_eq!(body["cost_usd"], "0.015");

@@ -18,6 +18,7 @@ mod serve;
 mod state;
 mod subscribers;
 mod token;
+mod tooling;
 mod usage;
 
 use std::collections::HashSet;
@@ -43,6 +44,7 @@ use auth::{AuthConfig, Tokens};
 use files::FileStore;
 use queue::Queue;
 use state::ServerState;
+use tooling::Tooling;
 
 /// How long [`FakeServer::wait_for`] and [`FakeServer::wait_until_idle`] wait before
 /// failing the test.
@@ -76,6 +78,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// ```
 pub struct FakeServer {
     state: Arc<ServerState>,
+    tooling: Arc<Tooling>,
     addr: SocketAddr,
     listener: Mutex<Option<Listening>>,
     sweeper: JoinHandle<()>,
@@ -175,15 +178,16 @@ impl FakeServerBuilder {
         ));
         let listener = TcpListener::bind(("127.0.0.1", self.port)).await?;
         let addr = listener.local_addr()?;
-        let listening = listen(&state, listener);
+        let tooling = Arc::new(Tooling::default());
+        let listening = listen(&state, &tooling, listener);
         let sweeper = tokio::spawn(sweep_periodically(Arc::downgrade(&state), self.sweep_interval));
-        Ok(FakeServer { state, addr, listener: Mutex::new(Some(listening)), sweeper })
+        Ok(FakeServer { state, tooling, addr, listener: Mutex::new(Some(listening)), sweeper })
     }
 }
 
-fn listen(state: &Arc<ServerState>, listener: TcpListener) -> Listening {
+fn listen(state: &Arc<ServerState>, tooling: &Arc<Tooling>, listener: TcpListener) -> Listening {
     let stop = CancellationToken::new();
-    let router = routes::router(Arc::clone(state));
+    let router = routes::router(Arc::clone(state), Arc::clone(tooling));
     let task = tokio::spawn(serve::serve(listener, router, stop.clone()));
     Listening { stop, task }
 }
@@ -288,12 +292,12 @@ impl FakeServer {
     /// Fault injection: statuses, hangs, dropped connections, latency, slow links,
     /// odd poll items, chaos.
     pub fn faults(&self) -> Faults<'_> {
-        Faults::new(&self.state)
+        Faults::new(&self.tooling)
     }
 
     /// The log of every request answered.
     pub fn log(&self) -> Log<'_> {
-        Log::new(&self.state)
+        Log::new(&self.tooling)
     }
 
     /// Workflow file storage: seed inputs, read what activities uploaded.
@@ -397,7 +401,7 @@ impl FakeServer {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        let listening = listen(&self.state, listener);
+        let listening = listen(&self.state, &self.tooling, listener);
         *self.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listening);
     }
 }

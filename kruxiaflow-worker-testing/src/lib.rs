@@ -20,5 +20,5 @@ pub use fake::{
     ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
     Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status, Usage,
 };
-pub use mock::{LogLevel, LogLine, MockContext, Report, Streamed, Upload};
+pub use mock::{LogLevel, LogLine, MockContext, MockContextBuilder, Report, Streamed, Upload};
 pub use subscriber::{Received, StreamFrame, StreamSubscriber, SubscribeError};

@@ -1,28 +1,26 @@
 //! `MockContext`: run one activity in memory and see what it did.
 
+mod backend;
+mod builder;
 mod capture;
 mod report;
 mod stream;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use kruxiaflow_worker::__testing::{
     Ending, HandlerOutcome, LeaseState, cancel, context_with_stream, settle, stream_end,
 };
-use kruxiaflow_worker::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError, Spend};
-use kruxiaflow_worker::files::{FileReference, codes as file_codes};
-use kruxiaflow_worker::{
-    Activity, ActivityContext, ActivityError, ActivityResult, CancelReason, OutputDefinition, OutputType,
-};
+use kruxiaflow_worker::context::{ActivityInfo, Spend};
+use kruxiaflow_worker::{Activity, ActivityContext, ActivityError, ActivityResult, CancelReason};
 use serde_json::Value;
 use tracing::instrument::WithSubscriber;
-use uuid::Uuid;
 
+use backend::MockBackend;
+pub use backend::Upload;
+pub use builder::MockContextBuilder;
 pub use capture::{LogLevel, LogLine};
 pub use report::Report;
 use stream::MockStream;
@@ -75,186 +73,45 @@ pub struct MockContext {
     stream: Arc<MockStream>,
     cancel_after: Option<Duration>,
     logs: Arc<Mutex<Vec<LogLine>>>,
-    ctx: OnceLock<ActivityContext>,
-}
-
-#[derive(Default)]
-struct MockBackend {
-    heartbeats: AtomicU32,
-    /// The heartbeat (1-based) from which the lease is lost; 0: never.
-    lose_lease_after: AtomicU32,
-    seeded: Mutex<HashMap<FileReference, Vec<u8>>>,
-    uploads: Mutex<Vec<Upload>>,
-}
-
-/// A file the activity uploaded through a [`MockContext`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upload {
-    /// The reference returned to the activity.
-    pub reference: String,
-    /// The filename it was uploaded as.
-    pub filename: String,
-    /// The content type sent.
-    pub content_type: String,
-    /// The bytes.
-    pub bytes: Vec<u8>,
-}
-
-impl ContextBackend for MockBackend {
-    fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
-        Box::pin(async move {
-            let bytes = self.seeded.lock().unwrap_or_else(|e| e.into_inner()).get(file).cloned().ok_or_else(|| {
-                ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}"))
-            })?;
-            tokio::fs::write(dest, bytes).await.map_err(|e| {
-                ActivityError::retryable(
-                    file_codes::FILE_TRANSFER_FAILED,
-                    format!("cannot write {}: {e}", dest.display()),
-                )
-            })
-        })
-    }
-
-    fn upload<'a>(
-        &'a self,
-        file: &'a FileReference,
-        source: &'a Path,
-        content_type: &'a str,
-    ) -> BoxFuture<'a, Result<(), ActivityError>> {
-        Box::pin(async move {
-            let bytes = tokio::fs::read(source).await.map_err(|e| {
-                ActivityError::terminal(
-                    file_codes::LOCAL_FILE_NOT_FOUND,
-                    format!("cannot read {}: {e}", source.display()),
-                )
-            })?;
-            let upload = Upload {
-                reference: file.to_string(),
-                filename: file.filename.clone(),
-                content_type: content_type.to_owned(),
-                bytes,
-            };
-            let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-            uploads.retain(|u| u.filename != upload.filename);
-            uploads.push(upload);
-            Ok(())
-        })
-    }
-
-    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
-        let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
-        let limit = self.lose_lease_after.load(Ordering::SeqCst);
-        let lost = limit > 0 && count >= limit;
-        Box::pin(async move { if lost { Err(HeartbeatError::LeaseLost) } else { Ok(()) } })
-    }
+    ctx: ActivityContext,
 }
 
 impl MockContext {
-    /// A context for activity `activity_name` of worker type `worker`, with random ids.
+    /// A context for activity `activity_name` of worker type `worker`, with random ids
+    /// and nothing else set; [`builder`](Self::builder) sets more.
     pub fn new(worker: &str, activity_name: &str) -> Self {
-        Self {
-            info: ActivityInfo::new(worker, activity_name),
-            backend: Arc::new(MockBackend::default()),
-            stream: Arc::new(MockStream::new()),
-            cancel_after: None,
-            logs: Arc::default(),
-            ctx: OnceLock::new(),
-        }
+        Self::builder(worker, activity_name).build()
     }
 
-    /// Sets the activity id.
-    pub fn activity_id(mut self, id: Uuid) -> Self {
-        self.info.activity_id = id;
-        self
+    /// Describes the activity (ids, settings, outputs, files, cancellations) before the
+    /// context is made.
+    pub fn builder(worker: &str, activity_name: &str) -> MockContextBuilder {
+        MockContextBuilder::new(worker, activity_name)
     }
 
-    /// Sets the workflow id.
-    pub fn workflow_id(mut self, id: Uuid) -> Self {
-        self.info.workflow_id = id;
-        self
+    fn from_parts(
+        info: ActivityInfo,
+        backend: Arc<MockBackend>,
+        stream: Arc<MockStream>,
+        cancel_after: Option<Duration>,
+    ) -> Self {
+        let ctx = context_with_stream(info.clone(), Arc::clone(&backend) as _, Arc::clone(&stream) as _);
+        Self { info, backend, stream, cancel_after, logs: Arc::default(), ctx }
     }
 
-    /// Sets the activity key (defaults to the name).
-    pub fn activity_key(mut self, key: &str) -> Self {
-        self.info.activity_key = key.to_owned();
-        self
+    /// The context [`run`](Self::run) passes to the activity.
+    pub fn context(&self) -> ActivityContext {
+        self.ctx.clone()
     }
 
-    /// Sets the worker id.
-    pub fn worker_id(mut self, worker_id: &str) -> Self {
-        self.info.worker_id = worker_id.to_owned();
-        self
-    }
-
-    /// Sets signal data.
-    pub fn signal(mut self, data: Value) -> Self {
-        self.info.signal = Some(data);
-        self
-    }
-
-    /// Sets the settings object.
-    pub fn settings(mut self, settings: Value) -> Self {
-        self.info.settings = settings;
-        self
-    }
-
-    /// Opts the activity in to token streaming (`settings.streaming`), as its workflow
-    /// definition would; with one subscriber unless [`subscribers`](Self::subscribers)
-    /// says otherwise. What it streams is in [`streamed`](Self::streamed).
-    pub fn streaming(mut self, enabled: bool) -> Self {
-        if !self.info.settings.is_object() {
-            self.info.settings = Value::Object(Default::default());
-        }
-        self.info.settings["streaming"] = Value::Bool(enabled);
-        self
-    }
-
-    /// How many clients watch the stream (default 1). With 0, nothing sent is recorded
-    /// and no end message is sent, as in a worker.
-    pub fn subscribers(self, count: u32) -> Self {
-        self.stream.set_subscribers(count);
-        self
-    }
-
-    /// What the activity streamed: each `send` to an active stream is one increment
-    /// here (a worker may join several into one request; the text is the same), and
-    /// the end message a worker would send before the report.
-    pub fn streamed(&self) -> Streamed {
-        self.stream.recorded()
-    }
-
-    /// Declares an output.
-    pub fn output(mut self, name: &str, output_type: OutputType) -> Self {
-        self.info.output_definitions.push(OutputDefinition { name: name.to_owned(), output_type });
-        self
-    }
-
-    /// The `n`-th heartbeat fails as a lost lease and cancels the activity with
-    /// [`CancelReason::LeaseLost`], as a 409 from the server would.
-    pub fn cancel_after_heartbeats(self, n: u32) -> Self {
-        self.backend.lose_lease_after.store(n.max(1), Ordering::SeqCst);
-        self
-    }
-
-    /// Makes `reference` downloadable with `bytes`.
-    ///
-    /// # Panics
-    /// If `reference` is not a valid `postgres://{workflow_id}/{activity_key}/{filename}`.
-    pub fn file(self, reference: &str, bytes: impl Into<Vec<u8>>) -> Self {
-        let file: FileReference = reference.parse().unwrap_or_else(|e| panic!("{e}"));
-        self.backend.seeded.lock().unwrap_or_else(|e| e.into_inner()).insert(file, bytes.into());
-        self
-    }
-
-    /// A reference to `filename` of this context's own workflow and activity key, for
-    /// seeding inputs with [`file`](Self::file).
+    /// A reference to `filename` of this context's own workflow and activity key.
     pub fn reference(&self, filename: &str) -> String {
         format!("postgres://{}/{}/{filename}", self.info.workflow_id, self.info.activity_key)
     }
 
     /// Files uploaded so far (a repeated filename keeps the latest upload).
     pub fn uploads(&self) -> Vec<Upload> {
-        self.backend.uploads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.backend.uploads()
     }
 
     /// The bytes uploaded as `filename`, if any.
@@ -262,20 +119,11 @@ impl MockContext {
         self.uploads().into_iter().find(|u| u.filename == filename).map(|u| u.bytes)
     }
 
-    /// Cancels the activity ([`CancelReason::Requested`]) this long into [`run`](Self::run).
-    pub fn cancel_after(mut self, delay: Duration) -> Self {
-        self.cancel_after = Some(delay);
-        self
-    }
-
-    /// The context (created on first use; [`run`](Self::run) uses the same one).
-    pub fn context(&self) -> ActivityContext {
-        self.ctx
-            .get_or_init(|| {
-                let backend = Arc::clone(&self.backend) as Arc<dyn ContextBackend>;
-                context_with_stream(self.info.clone(), backend, Arc::clone(&self.stream) as _)
-            })
-            .clone()
+    /// What the activity streamed: each `send` to an active stream is one increment
+    /// here (a worker may join several into one request; the text is the same), and
+    /// the end message a worker would send before the report.
+    pub fn streamed(&self) -> Streamed {
+        self.stream.recorded()
     }
 
     /// Runs `activity` with JSON `params` exactly as a worker would: parameters are
@@ -309,7 +157,7 @@ impl MockContext {
 
     /// Heartbeats sent so far.
     pub fn heartbeats(&self) -> u32 {
-        self.backend.heartbeats.load(Ordering::SeqCst)
+        self.backend.heartbeats()
     }
 
     /// Log lines captured so far.

@@ -65,7 +65,7 @@ async fn records_heartbeats_logs_usage_and_cost() {
 
 #[tokio::test]
 async fn cancel_after_heartbeats_acts_as_a_lost_lease() {
-    let mock = MockContext::new("rust", "long_running").cancel_after_heartbeats(2);
+    let mock = MockContext::builder("rust", "long_running").cancel_after_heartbeats(2).build();
     let error = mock.run(&LongRunning, items(5)).await.unwrap_err();
 
     assert_eq!(error.code(), "LEASE_LOST");
@@ -89,7 +89,7 @@ impl Activity for WaitsForCancel {
 
 #[tokio::test]
 async fn cancel_after_a_delay_cancels_with_requested() {
-    let mock = MockContext::new("rust", "waits").cancel_after(Duration::from_millis(50));
+    let mock = MockContext::builder("rust", "waits").cancel_after(Duration::from_millis(50)).build();
     let result = mock.run(&WaitsForCancel, json!({})).await.unwrap();
 
     assert_eq!(result.output("reason"), Some(&json!("Requested")));
@@ -107,13 +107,14 @@ async fn a_test_can_cancel_a_run_with_any_reason() {
 #[tokio::test]
 async fn the_context_carries_what_the_builder_set() {
     let id = uuid::Uuid::now_v7();
-    let mock = MockContext::new("rust", "introspect")
+    let mock = MockContext::builder("rust", "introspect")
         .activity_id(id)
         .activity_key("look")
         .worker_id("worker_7")
         .signal(json!({"approved": true}))
         .settings(json!({"cache": false}))
-        .output("report.txt", OutputType::File);
+        .output("report.txt", OutputType::File)
+        .build();
     let ctx = mock.context();
 
     assert_eq!((ctx.activity_id(), ctx.activity_key(), ctx.worker_id()), (id, "look", "worker_7"));
@@ -142,7 +143,7 @@ async fn a_panic_becomes_the_retryable_panic_error_a_worker_would_report() {
 
 #[tokio::test]
 async fn report_shows_the_exact_body_the_worker_would_post() {
-    let mock = MockContext::new("rust", "long_running").worker_id("worker_7");
+    let mock = MockContext::builder("rust", "long_running").worker_id("worker_7").build();
     let outcome = mock.run(&LongRunning, items(1)).await;
     let report = mock.report(&outcome).expect("reported");
 
@@ -158,7 +159,7 @@ async fn report_shows_the_exact_body_the_worker_would_post() {
         })
     );
 
-    let bad = MockContext::new("rust", "long_running").worker_id("worker_7");
+    let bad = MockContext::builder("rust", "long_running").worker_id("worker_7").build();
     let outcome = bad.run(&LongRunning, json!({"items": "nope"})).await;
     assert_eq!(
         bad.report(&outcome).expect("reported").to_json(),
@@ -181,9 +182,9 @@ async fn shout_file(params: Value, ctx: &ActivityContext) -> Result<ActivityResu
 
 #[tokio::test]
 async fn seeded_files_download_and_uploads_are_recorded() {
-    let mock = MockContext::new("rust", "shout_file").activity_key("shout");
-    let input = mock.reference("input.txt");
-    let mock = mock.file(&input, "hello");
+    let builder = MockContext::builder("rust", "shout_file").activity_key("shout");
+    let input = builder.reference("input.txt");
+    let mock = builder.file(&input, "hello").build();
     let result = mock.run(&shout_file, json!({"input": input})).await.unwrap();
 
     assert_eq!(mock.uploaded("result.txt").as_deref(), Some(&b"HELLO"[..]));
@@ -224,7 +225,7 @@ impl Activity for Story {
 
 #[tokio::test]
 async fn a_mock_records_each_send_and_the_end_a_worker_would_send() {
-    let mock = MockContext::new("rust", "story").streaming(true);
+    let mock = MockContext::builder("rust", "story").streaming(true).build();
     mock.run(&Story, json!({})).await.unwrap();
     let streamed = mock.streamed();
     assert_eq!(
@@ -239,14 +240,14 @@ async fn a_mock_records_each_send_and_the_end_a_worker_would_send() {
 
 #[tokio::test]
 async fn a_failing_mock_ends_its_stream_with_the_failure_message() {
-    let mock = MockContext::new("rust", "story").streaming(true).subscribers(3);
+    let mock = MockContext::builder("rust", "story").streaming(true).subscribers(3).build();
     mock.run(&Story, json!({"fail": true})).await.unwrap_err();
     assert_eq!(mock.streamed().end, Some(StreamEnd::Error("the model refused".to_owned())));
 }
 
 #[tokio::test]
 async fn a_mock_without_subscribers_or_opt_in_records_nothing() {
-    let unwatched = MockContext::new("rust", "story").streaming(true).subscribers(0);
+    let unwatched = MockContext::builder("rust", "story").streaming(true).subscribers(0).build();
     unwatched.run(&Story, json!({})).await.unwrap();
     assert_eq!(unwatched.streamed(), Streamed::default());
     assert!(unwatched.context().stream().is_enabled());
@@ -258,13 +259,21 @@ async fn a_mock_without_subscribers_or_opt_in_records_nothing() {
 }
 
 #[tokio::test]
-async fn files_and_lease_loss_can_be_set_after_the_context_was_made() {
-    let mock = MockContext::new("rust", "late");
+async fn the_context_an_activity_gets_is_the_one_the_builder_described() {
+    let builder = MockContext::builder("rust", "described")
+        .activity_key("step")
+        .settings(json!({"model": "small"}))
+        .signal(json!({"approved": true}))
+        .cancel_after_heartbeats(1);
+    let reference = builder.reference("in.txt");
+    let mock = builder.file(&reference, "seeded bytes").build();
     let ctx = mock.context();
-    let reference = mock.reference("in.txt");
-    let mock = mock.file(&reference, "late bytes").cancel_after_heartbeats(1);
+    assert_eq!(ctx.info().activity_key, "step");
+    assert_eq!(ctx.info().settings, json!({"model": "small"}));
+    assert_eq!(ctx.info().signal, Some(json!({"approved": true})));
+    assert_eq!(mock.reference("in.txt"), reference);
     let path = ctx.download_file(&reference).await.unwrap();
-    assert_eq!(std::fs::read_to_string(path).unwrap(), "late bytes");
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "seeded bytes");
     assert_eq!(ctx.heartbeat().await.unwrap_err().code(), "LEASE_LOST");
     assert_eq!(mock.heartbeats(), 1);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -42,7 +42,10 @@ pub use retry::RetryPolicy;
 #[derive(Clone)]
 pub(crate) struct ApiClient {
     http: reqwest::Client,
-    base_url: Arc<str>,
+    /// The server's base URL, parsed once: endpoint URLs are built from it segment by
+    /// segment, so no request pays for parsing a whole URL (its host's IDNA mapping
+    /// among it).
+    base_url: Arc<Url>,
     auth: Option<Arc<TokenSource>>,
     retry: RetryPolicy,
     /// Limit of one JSON request, and how long a file transfer may make no progress.
@@ -50,17 +53,21 @@ pub(crate) struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `config.api_url` over `http`, authenticated when credentials are
-    /// set. Token fetches run on the current runtime and use `http`.
-    pub(crate) fn new(config: &WorkerConfig, retry: RetryPolicy, http: reqwest::Client) -> Self {
-        let base_url = config.api_url.trim_end_matches('/');
+    /// A client for `base_url` (the parsed `config.api_url`) over `http`,
+    /// authenticated when credentials are set. Token fetches run on the current runtime
+    /// and use `http`.
+    pub(crate) fn new(config: &WorkerConfig, base_url: Url, retry: RetryPolicy, http: reqwest::Client) -> Self {
         Self {
-            auth: config
-                .credentials
-                .as_ref()
-                .map(|c| Arc::new(TokenSource::new(base_url, c, http.clone(), config.http_timeout))),
+            auth: config.credentials.as_ref().map(|c| {
+                Arc::new(TokenSource::new(
+                    api_url(&base_url, &["oauth", "token"]),
+                    c,
+                    http.clone(),
+                    config.http_timeout,
+                ))
+            }),
             http,
-            base_url: Arc::from(base_url),
+            base_url: Arc::new(base_url),
             retry,
             timeout: config.http_timeout,
         }
@@ -74,15 +81,15 @@ impl ApiClient {
     /// Claims up to `max_activities` activities, once. Items come back unparsed, so
     /// that a malformed one cannot take the others down with it.
     pub(crate) async fn poll(&self, request: &PollRequest) -> Result<Vec<Box<RawValue>>, ClientError> {
-        let response: PollResponse = self.post_json("/api/v1/workers/poll", encode(request)).await?;
+        let response: PollResponse = self.post_json(&self.url(&["workers", "poll"]), encode(request)).await?;
         Ok(response.activities)
     }
 
     /// Renews the lease on `activity_id`.
     pub(crate) async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
-        let path = format!("/api/v1/activities/{activity_id}/heartbeat");
+        let url = self.activity_url(activity_id, &["heartbeat"]);
         let body = encode(&HeartbeatRequest { worker_id: worker_id.to_owned() });
-        self.retry.retry("heartbeat", || self.post_json(&path, body.clone())).await
+        self.retry.retry("heartbeat", || self.post_json(&url, body.clone())).await
     }
 
     /// Sends a complete or fail report (already encoded as `body`), again and again
@@ -94,8 +101,8 @@ impl ApiClient {
         report: &Report,
         body: Bytes,
     ) -> Result<ReportAck, ClientError> {
-        let path = format!("/api/v1/activities/{activity_id}/{}", report.endpoint());
-        self.retry.retry_reports(report.endpoint(), || self.post_json(&path, body.clone())).await
+        let url = self.activity_url(activity_id, &[report.endpoint()]);
+        self.retry.retry_reports(report.endpoint(), || self.post_json(&url, body.clone())).await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count
@@ -121,10 +128,10 @@ impl ApiClient {
     /// How many clients watch `activity_id`'s stream; one request, no retries (the
     /// stream owns its retries).
     pub(crate) async fn stream_subscribers(&self, activity_id: Uuid, timeout: Duration) -> Result<u32, ClientError> {
-        let url = format!("{}/api/v1/activities/{activity_id}/ws/subscribers", self.base_url);
+        let url = self.activity_url(activity_id, &["ws", "subscribers"]);
         let request = Request { method: Method::GET, url: &url, body: &Payload::Empty, timeout: Some(timeout) };
         let response = self.send_authenticated(&request).await?;
-        decode::<SubscriberCount>(&url, response).await.map(|answer| answer.count)
+        decode::<SubscriberCount>(url.as_str(), response).await.map(|answer| answer.count)
     }
 
     /// Sends one increment of streamed text, once; answers how many sockets got it.
@@ -134,11 +141,11 @@ impl ApiClient {
         token: StreamToken<'_>,
         timeout: Duration,
     ) -> Result<u32, ClientError> {
-        let url = format!("{}/api/v1/activities/{activity_id}/ws/token", self.base_url);
+        let url = self.activity_url(activity_id, &["ws", "token"]);
         let request =
             Request { method: Method::POST, url: &url, body: &Payload::Json(encode(&token)), timeout: Some(timeout) };
         let response = self.send_authenticated(&request).await?;
-        decode::<TokenDelivered>(&url, response).await.map(|answer| answer.subscribers)
+        decode::<TokenDelivered>(url.as_str(), response).await.map(|answer| answer.subscribers)
     }
 
     /// Ends `activity_id`'s stream (`ws/complete` or `ws/error`, by `end`), once. The
@@ -153,27 +160,41 @@ impl ApiClient {
             StreamEnd::Complete(result) => ("complete", encode(&StreamComplete { result })),
             StreamEnd::Error(error) => ("error", encode(&StreamError { error })),
         };
-        let url = format!("{}/api/v1/activities/{activity_id}/ws/{endpoint}", self.base_url);
+        let url = self.activity_url(activity_id, &["ws", endpoint]);
         let request = Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(timeout) };
         self.send_authenticated(&request).await.map(drop)
     }
 
-    fn file_url(&self, file: &FileReference) -> String {
-        format!(
-            "{}/api/v1/workflows/{}/activities/{}/files/{}",
-            self.base_url,
+    fn url(&self, segments: &[&str]) -> Url {
+        api_url(&self.base_url, segments)
+    }
+
+    /// `api/v1/activities/<activity_id>/<segments>` under the base URL.
+    fn activity_url(&self, activity_id: Uuid, segments: &[&str]) -> Url {
+        let mut id = Uuid::encode_buffer();
+        let mut url = self.url(&["activities", activity_id.hyphenated().encode_lower(&mut id)]);
+        url.path_segments_mut().expect("the URL was built from segments").extend(segments);
+        url
+    }
+
+    fn file_url(&self, file: &FileReference) -> Url {
+        let mut url = self.url(&["workflows"]);
+        // The key and the name are encoded here, more strictly than `Url` would.
+        let path = format!(
+            "{}/{}/activities/{}/files/{}",
+            url.path(),
             file.workflow_id,
             utf8_percent_encode(&file.activity_key, PATH_SEGMENT),
             utf8_percent_encode(&file.filename, PATH_SEGMENT)
-        )
+        );
+        url.set_path(&path);
+        url
     }
 
-    async fn post_json<R: DeserializeOwned>(&self, path: &str, body: Bytes) -> Result<R, ClientError> {
-        let url = format!("{}{path}", self.base_url);
-        let request =
-            Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(self.timeout) };
+    async fn post_json<R: DeserializeOwned>(&self, url: &Url, body: Bytes) -> Result<R, ClientError> {
+        let request = Request { method: Method::POST, url, body: &Payload::Json(body), timeout: Some(self.timeout) };
         let response = self.send_authenticated(&request).await?;
-        decode(&url, response).await
+        decode(url.as_str(), response).await
     }
 
     /// Sends one request with a bearer token (when configured); on 401 fetches a fresh
@@ -184,26 +205,28 @@ impl ApiClient {
             if response.status() == StatusCode::UNAUTHORIZED {
                 return Err(ClientError::CredentialsRequired);
             }
-            return check_status(request.url, response).await;
+            return check_status(request.url.as_str(), response).await;
         };
         let token = auth.token().await?;
         let response = self.send(request, Some(&token)).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return check_status(request.url, response).await;
+            return check_status(request.url.as_str(), response).await;
         }
         auth.invalidate(&token);
         let token = auth.token().await?;
         let response = self.send(request, Some(&token)).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            let error = check_status(request.url, response).await.err().map(|e| e.server_message());
+            let error = check_status(request.url.as_str(), response).await.err().map(|e| e.server_message());
             return Err(ClientError::Unauthorized(error.unwrap_or_default()));
         }
-        check_status(request.url, response).await
+        check_status(request.url.as_str(), response).await
     }
 
     async fn send(&self, request: &Request<'_>, token: Option<&str>) -> Result<reqwest::Response, ClientError> {
-        let mut builder =
-            self.http.request(request.method.clone(), request.url).header("X-Request-ID", Uuid::now_v7().to_string());
+        let mut builder = self
+            .http
+            .request(request.method.clone(), request.url.clone())
+            .header("X-Request-ID", Uuid::now_v7().to_string());
         if let Some(timeout) = request.timeout {
             builder = builder.timeout(timeout);
         }
@@ -211,14 +234,25 @@ impl ApiClient {
             builder = builder.bearer_auth(token);
         }
         builder = request.body.attach(builder)?;
-        builder.send().await.map_err(|e| ClientError::transport(request.url, &e))
+        builder.send().await.map_err(|e| ClientError::transport(request.url.as_str(), &e))
     }
+}
+
+/// `api/v1/<segments>` under `base`.
+fn api_url(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("the base URL is http(s) with a host (checked by WorkerConfig::validate)")
+        .pop_if_empty()
+        .extend(["api", "v1"])
+        .extend(segments);
+    url
 }
 
 /// One request to send, possibly twice (after a 401).
 struct Request<'a> {
     method: Method,
-    url: &'a str,
+    url: &'a Url,
     body: &'a Payload<'a>,
     /// Total limit; `None` for file transfers, which are watched for stalls instead.
     timeout: Option<Duration>,
@@ -297,4 +331,41 @@ pub(crate) fn encode(value: &impl Serialize) -> Bytes {
     // The protocol types hold only strings, numbers, maps and `Value`s, whose
     // serialization cannot fail.
     Bytes::from(serde_json::to_vec(value).expect("protocol request bodies always serialize"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(api_url: &str) -> ApiClient {
+        let config = WorkerConfig::new(api_url);
+        let base = Url::parse(api_url).unwrap();
+        ApiClient::new(&config, base, RetryPolicy::default(), reqwest::Client::new())
+    }
+
+    #[test]
+    fn endpoint_urls_are_built_under_the_base_url_with_or_without_a_path_or_slash() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let file =
+            FileReference { workflow_id: id, activity_key: "step 1/ü".to_owned(), filename: "a+b (1).txt".to_owned() };
+        for (base, prefix) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("https://flow.example/kruxia", "https://flow.example/kruxia"),
+            ("https://flow.example/kruxia/", "https://flow.example/kruxia"),
+        ] {
+            let client = client(base);
+            assert_eq!(client.url(&["workers", "poll"]).as_str(), format!("{prefix}/api/v1/workers/poll"));
+            assert_eq!(
+                client.activity_url(id, &["ws", "token"]).as_str(),
+                format!("{prefix}/api/v1/activities/01234567-89ab-cdef-0123-456789abcdef/ws/token")
+            );
+            assert_eq!(
+                client.file_url(&file).as_str(),
+                format!(
+                    "{prefix}/api/v1/workflows/01234567-89ab-cdef-0123-456789abcdef/activities/step%201%2F%C3%BC/files/a%2Bb%20%281%29.txt"
+                )
+            );
+        }
+    }
 }

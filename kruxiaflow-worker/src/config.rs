@@ -313,14 +313,17 @@ impl WorkerConfig {
         self.credentials.is_some() && url.scheme() == "http" && !local
     }
 
+    /// `api_url`, parsed: the base of every endpoint's URL.
+    pub(crate) fn api_base(&self) -> Result<reqwest::Url, ConfigError> {
+        reqwest::Url::parse(&self.api_url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none())
+            .ok_or_else(|| invalid("api_url", &self.api_url, "an http:// or https:// URL with a valid host and port"))
+    }
+
     /// Checks every field; the error names the field and the bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.api_url)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none());
-        if url.is_none() {
-            return Err(invalid("api_url", &self.api_url, "an http:// or https:// URL with a valid host and port"));
-        }
+        self.api_base()?;
         if !is_identifier(&self.worker) {
             return Err(invalid("worker", &self.worker, "a worker type of letters, digits, '_' and '-'"));
         }

@@ -161,7 +161,7 @@ impl WorkerManager {
         };
         let Pools { control, transfers } = build_pools(&self.config, self.http.as_ref())?;
         let activities = ActivityRuntime::start()?;
-        let client = ApiClient::new(&self.config, self.retry, control);
+        let client = ApiClient::new(&self.config, self.config.api_base()?, self.retry, control);
         let worker_types = self.registry.worker_types();
         let registered: Vec<(String, String)> = worker_types
             .iter()

@@ -111,7 +111,7 @@ async fn renamed_with_a_value_and_borrowed_context() {
 
 #[tokio::test]
 async fn context_before_params() {
-    let mock = MockContext::new("rust", "context_first").activity_key("k");
+    let mock = MockContext::builder("rust", "context_first").activity_key("k").build();
     let result = mock.run(&context_first, json!({"input": 3})).await.unwrap();
     assert_eq!(result.output("key"), Some(&json!("k:3")));
 }

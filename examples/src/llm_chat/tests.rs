@@ -18,7 +18,7 @@ async fn model(replies: Vec<Reply>) -> StandInModel {
 }
 
 fn mock() -> MockContext {
-    MockContext::new("rust", "llm_chat").streaming(true)
+    MockContext::builder("rust", "llm_chat").streaming(true).build()
 }
 
 #[tokio::test]

@@ -18,14 +18,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::activity::NewActivity;
 use super::state::ServerState;
+use super::tooling::Tooling;
 
-pub(crate) fn router() -> Router<Arc<ServerState>> {
+pub(crate) fn router(tooling: Arc<Tooling>) -> Router<Arc<ServerState>> {
     Router::new()
         .route("/_fake/activities", post(enqueue).get(list))
         .route("/_fake/activities/batch", post(enqueue_batch))
@@ -34,6 +35,7 @@ pub(crate) fn router() -> Router<Arc<ServerState>> {
         .route("/_fake/requests", get(requests))
         .route("/_fake/files", get(files))
         .route("/_fake/sweep", post(sweep))
+        .layer(Extension(tooling))
 }
 
 async fn enqueue(State(state): State<Arc<ServerState>>, Json(new): Json<NewActivity>) -> Response {
@@ -71,14 +73,14 @@ async fn show(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Re
     }
 }
 
-async fn stats(State(state): State<Arc<ServerState>>) -> Response {
+async fn stats(State(state): State<Arc<ServerState>>, Extension(tooling): Extension<Arc<Tooling>>) -> Response {
     let (activities, settled) = state.read_queue(|q| (q.len(), q.settled_count()));
-    let requests = state.log.len();
+    let requests = tooling.log.len();
     Json(json!({"activities": activities, "settled": settled, "requests": requests})).into_response()
 }
 
-async fn requests(State(state): State<Arc<ServerState>>) -> Response {
-    Json(state.log.snapshot()).into_response()
+async fn requests(Extension(tooling): Extension<Arc<Tooling>>) -> Response {
+    Json(tooling.log.snapshot()).into_response()
 }
 
 async fn files(State(state): State<Arc<ServerState>>) -> Response {

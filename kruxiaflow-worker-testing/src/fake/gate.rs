@@ -1,5 +1,6 @@
 //! The middleware every request passes: latency, authentication, the shutdown 503,
-//! injected faults, and the request log.
+//! injected faults, and the request log. It is where the test tooling meets the
+//! protocol model: the handlers behind it know nothing of faults or the log.
 
 use std::sync::Arc;
 
@@ -16,36 +17,46 @@ use super::envelope;
 use super::faults::Fault;
 use super::log::RequestRecord;
 use super::state::ServerState;
+use super::tooling::Tooling;
 
 /// The real server's JSON body limit.
 pub(crate) const JSON_BODY_LIMIT: usize = 50 * 1024 * 1024;
 
-pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn gate(
+    State((state, tooling)): State<(Arc<ServerState>, Arc<Tooling>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let at = std::time::Instant::now();
     let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let (endpoint, activity_id) = Endpoint::of(request.method(), matched, request.uri().path());
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (request, body) = match capture_json(endpoint, request).await {
+    let (mut request, body) = match capture_json(endpoint, request).await {
         Ok(captured) => captured,
         Err(rejection) => return rejection,
     };
-    if let Some(latency) = state.faults.latency(endpoint) {
+    let extra = tooling.faults.over_delivery();
+    if endpoint == Endpoint::Poll && extra > 0 {
+        request.extensions_mut().insert(OverDelivery(extra));
+    }
+    if let Some(latency) = tooling.faults.latency(endpoint) {
         tokio::time::sleep(latency).await;
     }
     let mut fault = None;
     let (response, claimed) = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
         (refused, Vec::new())
     } else {
-        fault = if endpoint.is_protected() || endpoint == Endpoint::Token { state.faults.next(endpoint) } else { None };
-        apply(fault, request, next).await
+        fault =
+            if endpoint.is_protected() || endpoint == Endpoint::Token { tooling.faults.next(endpoint) } else { None };
+        apply(fault, endpoint, request, next).await
     };
     let response = match endpoint {
-        Endpoint::Poll => with_raw_poll_item(&state, response).await,
+        Endpoint::Poll => with_raw_poll_item(&tooling, response).await,
         _ => response,
     };
-    let response = match state.faults.bandwidth(endpoint) {
+    let response = match tooling.faults.bandwidth(endpoint) {
         Some(rate) => throttled(response, rate),
         None => response,
     };
@@ -54,7 +65,7 @@ pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request
     } else {
         response.status().as_u16()
     };
-    state.log.push(RequestRecord {
+    tooling.log.push(RequestRecord {
         seq: 0,
         method,
         path,
@@ -70,12 +81,42 @@ pub(crate) async fn gate(State(state): State<Arc<ServerState>>, request: Request
     response
 }
 
-/// Attached by the poll handler to its response: which activities it claimed.
-#[derive(Clone)]
-pub(crate) struct Claimed(pub(crate) Vec<uuid::Uuid>);
+/// Given to the poll handler when `server.faults().set_over_delivery` is set: how many
+/// activities to claim beyond `max_activities`, as a misbehaving server would.
+#[derive(Clone, Copy)]
+pub(crate) struct OverDelivery(pub(crate) u32);
 
-fn claimed(response: &Response) -> Vec<uuid::Uuid> {
-    response.extensions().get::<Claimed>().map(|c| c.0.clone()).unwrap_or_default()
+/// Runs the handler; for a poll answered 200, also reads which activities its answer
+/// claimed (logged even when a fault then loses the answer).
+async fn run(endpoint: Endpoint, request: Request, next: Next) -> (Response, Vec<uuid::Uuid>) {
+    let response = next.run(request).await;
+    if endpoint != Endpoint::Poll || response.status() != StatusCode::OK {
+        return (response, Vec::new());
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else { return (dropped_connection(), Vec::new()) };
+    let claimed = claimed_ids(&bytes);
+    (Response::from_parts(parts, Body::from(bytes)), claimed)
+}
+
+/// The `activity_id` of each item of a poll answer; items read one by one, so that an
+/// odd item (`server.faults()` can make some) does not hide the others.
+fn claimed_ids(answer: &[u8]) -> Vec<uuid::Uuid> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        activities: Vec<Box<serde_json::value::RawValue>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        activity_id: uuid::Uuid,
+    }
+    let Ok(answer) = serde_json::from_slice::<Answer>(answer) else { return Vec::new() };
+    answer
+        .activities
+        .iter()
+        .filter_map(|item| serde_json::from_str::<Item>(item.get()).ok())
+        .map(|i| i.activity_id)
+        .collect()
 }
 
 /// Authentication runs before the shutdown check, as on the real server.
@@ -91,30 +132,25 @@ fn admit(state: &ServerState, endpoint: Endpoint, authorization: Option<&str>) -
 }
 
 /// Runs the request (or not) as the fault says; also returns what a poll claimed.
-async fn apply(fault: Option<Fault>, request: Request, next: Next) -> (Response, Vec<uuid::Uuid>) {
+async fn apply(fault: Option<Fault>, endpoint: Endpoint, request: Request, next: Next) -> (Response, Vec<uuid::Uuid>) {
     let refused = |response| (response, Vec::new());
     match fault {
-        None => {
-            let response = next.run(request).await;
-            let claimed = claimed(&response);
-            (response, claimed)
-        }
+        None => run(endpoint, request, next).await,
         Some(Fault::Status(status)) => {
             refused(envelope::for_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)))
         }
         Some(Fault::ShuttingDown) => refused(envelope::shutting_down()),
         Some(Fault::DropBeforeCommit) => refused(dropped_connection()),
         Some(Fault::ErrorAfterCommit) => {
-            let claimed = claimed(&next.run(request).await);
+            let (_, claimed) = run(endpoint, request, next).await;
             (envelope::for_status(StatusCode::INTERNAL_SERVER_ERROR), claimed)
         }
         Some(Fault::DropAfterCommit) => {
-            let claimed = claimed(&next.run(request).await);
+            let (_, claimed) = run(endpoint, request, next).await;
             (dropped_connection(), claimed)
         }
         Some(Fault::TruncateBody) => {
-            let response = next.run(request).await;
-            let claimed = claimed(&response);
+            let (response, claimed) = run(endpoint, request, next).await;
             (truncate(response).await, claimed)
         }
         Some(Fault::Hang) => std::future::pending().await,
@@ -130,11 +166,11 @@ async fn apply(fault: Option<Fault>, request: Request, next: Next) -> (Response,
 
 /// Adds a raw poll item (scheduled with `server.faults().inject_raw_poll_item`) to a
 /// successful poll answer, byte for byte: it may be JSON no parser accepts.
-async fn with_raw_poll_item(state: &ServerState, response: Response) -> Response {
+async fn with_raw_poll_item(tooling: &Tooling, response: Response) -> Response {
     if response.status() != StatusCode::OK {
         return response;
     }
-    let Some(item) = state.faults.take_raw_poll_item() else { return response };
+    let Some(item) = tooling.faults.take_raw_poll_item() else { return response };
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else { return dropped_connection() };
     let text = String::from_utf8_lossy(&bytes);

@@ -11,82 +11,83 @@ use super::faults::{ChaosConfig, Fault};
 use super::files::{self, StoredFile};
 use super::log::RequestRecord;
 use super::state::ServerState;
+use super::tooling::Tooling;
 
 /// Fault injection (from [`FakeServer::faults`](super::FakeServer::faults)).
 #[derive(Clone, Copy)]
 pub struct Faults<'a> {
-    state: &'a ServerState,
+    tooling: &'a Tooling,
 }
 
 impl<'a> Faults<'a> {
-    pub(super) fn new(state: &'a ServerState) -> Self {
-        Self { state }
+    pub(super) fn new(tooling: &'a Tooling) -> Self {
+        Self { tooling }
     }
 
     /// Makes the next `times` requests to `endpoint` misbehave with `fault`.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: usize) {
-        self.state.faults.push(endpoint, fault, times);
+        self.tooling.faults.push(endpoint, fault, times);
     }
 
     /// Adds `item` to the next successful poll answer, byte for byte (after the
     /// activities the poll claimed), to test a worker against items no JSON parser
     /// accepts: `parameters` nested 200 deep, `1e400`, a lone `"\ud800"` escape.
     pub fn inject_raw_poll_item(&self, item: impl Into<String>) {
-        self.state.faults.push_raw_poll_item(item.into());
+        self.tooling.faults.push_raw_poll_item(item.into());
     }
 
     /// Makes every poll claim `extra` activities beyond its `max_activities`, as a
     /// misbehaving server might (`0` restores the protocol's behaviour).
     pub fn set_over_delivery(&self, extra: u32) {
-        self.state.faults.set_over_delivery(extra);
+        self.tooling.faults.set_over_delivery(extra);
     }
 
     /// Sends the response bodies of `endpoint` (e.g. [`Endpoint::FileDownload`]) at
     /// `bytes_per_second`: a slow link.
     pub fn set_bandwidth(&self, endpoint: Endpoint, bytes_per_second: u64) {
-        self.state.faults.set_bandwidth(endpoint, bytes_per_second);
+        self.tooling.faults.set_bandwidth(endpoint, bytes_per_second);
     }
 
     /// Delays every request to `endpoint` (or to all, with [`Endpoint::Any`]).
     pub fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
-        self.state.faults.set_latency(endpoint, latency);
+        self.tooling.faults.set_latency(endpoint, latency);
     }
 
     /// Removes scheduled faults and latency.
     pub fn clear(&self) {
-        self.state.faults.clear();
+        self.tooling.faults.clear();
     }
 
     /// Turns random faults on (`Some`) or off (`None`).
     pub fn set_chaos(&self, chaos: Option<ChaosConfig>) {
-        self.state.faults.set_chaos(chaos);
+        self.tooling.faults.set_chaos(chaos);
     }
 
     /// Latency spikes added by chaos mode so far.
     pub fn latency_spikes(&self) -> u64 {
-        self.state.faults.spikes()
+        self.tooling.faults.spikes()
     }
 
     /// How many faults of each kind were injected so far.
     pub fn injected(&self) -> HashMap<Fault, u64> {
-        self.state.faults.injected()
+        self.tooling.faults.injected()
     }
 }
 
 /// The request log (from [`FakeServer::log`](super::FakeServer::log)).
 #[derive(Clone, Copy)]
 pub struct Log<'a> {
-    state: &'a ServerState,
+    tooling: &'a Tooling,
 }
 
 impl<'a> Log<'a> {
-    pub(super) fn new(state: &'a ServerState) -> Self {
-        Self { state }
+    pub(super) fn new(tooling: &'a Tooling) -> Self {
+        Self { tooling }
     }
 
     /// Every request answered so far, in order.
     pub fn all(&self) -> Vec<RequestRecord> {
-        self.state.log.snapshot()
+        self.tooling.log.snapshot()
     }
 
     /// Requests to one endpoint, in order.
@@ -96,7 +97,7 @@ impl<'a> Log<'a> {
 
     /// Empties the log.
     pub fn clear(&self) {
-        self.state.log.clear();
+        self.tooling.log.clear();
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
@@ -20,12 +20,13 @@ use super::endpoint::{Endpoint, SUBSCRIBE_BY_KEY};
 use super::envelope::{self, FieldErrors};
 use super::files::{StoredFile, now_rfc3339};
 use super::state::ServerState;
+use super::tooling::Tooling;
 use super::usage::Usage;
 use super::{admin, gate, subscribers, token};
 
 type Answer = Result<Response, Response>;
 
-pub(crate) fn router(state: Arc<ServerState>) -> Router {
+pub(crate) fn router(state: Arc<ServerState>, tooling: Arc<Tooling>) -> Router {
     use Endpoint::*;
     let files = get(download).post(upload);
     Router::new()
@@ -42,10 +43,10 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route(SUBSCRIBE_BY_KEY, get(subscribers::by_activity_key))
         .route(FileDownload.route(), files)
         .route(Public.route(), get(health))
-        .merge(admin::router())
+        .merge(admin::router(Arc::clone(&tooling)))
         .fallback(|| async { envelope::route_not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(gate::JSON_BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), gate::gate))
+        .layer(axum::middleware::from_fn_with_state((Arc::clone(&state), tooling), gate::gate))
         .with_state(state)
 }
 
@@ -66,7 +67,11 @@ struct PollBody {
     max_activities: u32,
 }
 
-async fn poll(State(state): State<Arc<ServerState>>, Json(body): Json<PollBody>) -> Answer {
+async fn poll(
+    State(state): State<Arc<ServerState>>,
+    over_delivery: Option<Extension<gate::OverDelivery>>,
+    Json(body): Json<PollBody>,
+) -> Answer {
     let mut errors = FieldErrors::default();
     if body.worker.is_empty() {
         errors.add("worker", "Worker type cannot be empty");
@@ -81,14 +86,13 @@ async fn poll(State(state): State<Arc<ServerState>>, Json(body): Json<PollBody>)
     }
     errors.into_result()?;
     let now = state.clock.now();
-    // A misbehaving server may hand out more than asked for (`server.faults().set_over_delivery`).
-    let claim = body.max_activities as usize + state.faults.over_delivery() as usize;
+    // A misbehaving server may hand out more than asked for: the gate says how many
+    // more when `server.faults().set_over_delivery` is set.
+    let extra = over_delivery.map_or(0, |Extension(gate::OverDelivery(extra))| extra);
+    let claim = body.max_activities as usize + extra as usize;
     let items = state.with_queue(|q| q.poll(&body.worker, &body.worker_id, claim, now));
-    let ids = items.iter().filter_map(|i| i["activity_id"].as_str()).filter_map(|s| s.parse().ok()).collect();
     let count = items.len();
-    let mut response = Json(json!({"activities": items, "count": count})).into_response();
-    response.extensions_mut().insert(gate::Claimed(ids));
-    Ok(response)
+    Ok(Json(json!({"activities": items, "count": count})).into_response())
 }
 
 #[derive(Deserialize)]

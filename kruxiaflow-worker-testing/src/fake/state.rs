@@ -1,4 +1,6 @@
-//! Everything the fake server knows, shared by its handlers and its test helpers.
+//! The protocol model: everything the fake server knows as a server — the queue, files,
+//! tokens, streams — shared by its route handlers and its test helpers. Test tooling
+//! (faults, the request log) lives apart, in `tooling`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -11,9 +13,7 @@ use uuid::Uuid;
 
 use super::auth::Tokens;
 use super::clock::Clock;
-use super::faults::Faults;
 use super::files::FileStore;
-use super::log::RequestLog;
 use super::queue::Queue;
 use super::subscribers::Hub;
 
@@ -35,8 +35,6 @@ pub(crate) struct ServerState {
     pub(crate) queue: Mutex<Queue>,
     pub(crate) files: FileStore,
     pub(crate) tokens: Tokens,
-    pub(crate) faults: Faults,
-    pub(crate) log: RequestLog,
     pub(crate) clock: Clock,
     pub(crate) streams: Mutex<HashMap<Uuid, StreamRecord>>,
     pub(crate) hub: Hub,
@@ -51,8 +49,6 @@ impl ServerState {
             queue: Mutex::new(queue),
             files,
             tokens,
-            faults: Faults::default(),
-            log: RequestLog::default(),
             clock: Clock::default(),
             streams: Mutex::new(HashMap::new()),
             hub: Hub::default(),

@@ -1,7 +1,6 @@
 //! The token stream of a `MockContext`: records what an activity streams, in memory.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use kruxiaflow_worker::__testing::StreamSink;
 use kruxiaflow_worker::context::BoxFuture;
@@ -25,21 +24,17 @@ impl Streamed {
 }
 
 pub(crate) struct MockStream {
-    subscribers: AtomicU32,
+    subscribers: u32,
     recorded: Mutex<Streamed>,
 }
 
 impl MockStream {
-    pub(crate) fn new() -> Self {
-        Self { subscribers: AtomicU32::new(1), recorded: Mutex::default() }
-    }
-
-    pub(crate) fn set_subscribers(&self, count: u32) {
-        self.subscribers.store(count, Ordering::SeqCst);
+    pub(crate) fn new(subscribers: u32) -> Self {
+        Self { subscribers, recorded: Mutex::default() }
     }
 
     pub(crate) fn is_active(&self) -> bool {
-        self.subscribers.load(Ordering::SeqCst) > 0
+        self.subscribers > 0
     }
 
     pub(crate) fn end(&self, end: Option<StreamEnd>) {

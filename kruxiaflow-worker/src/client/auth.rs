@@ -55,13 +55,13 @@ struct CachedToken {
 
 impl TokenSource {
     pub(crate) fn new(
-        base_url: &str,
+        url: reqwest::Url,
         credentials: &Credentials,
         http: reqwest::Client,
         http_timeout: Duration,
     ) -> Self {
         Self {
-            url: format!("{base_url}/api/v1/oauth/token"),
+            url: url.into(),
             request: TokenRequest {
                 grant_type: "client_credentials".to_owned(),
                 client_id: credentials.client_id.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use reqwest::Method;
+use reqwest::{Method, Url};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
@@ -44,7 +44,7 @@ impl Progress {
     }
 }
 
-pub(super) async fn download(client: &ApiClient, url: &str, dest: &Path) -> Result<u64, ClientError> {
+pub(super) async fn download(client: &ApiClient, url: &Url, dest: &Path) -> Result<u64, ClientError> {
     let progress = Progress::default();
     let transfer = async {
         let request = Request { method: Method::GET, url, body: &Payload::Empty, timeout: None };
@@ -53,7 +53,7 @@ pub(super) async fn download(client: &ApiClient, url: &str, dest: &Path) -> Resu
         let mut out = tokio::fs::File::create(dest).await.map_err(|e| ClientError::local(dest, &e))?;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ClientError::transport(url, &e))?;
+            let chunk = chunk.map_err(|e| ClientError::transport(url.as_str(), &e))?;
             out.write_all(&chunk).await.map_err(|e| ClientError::local(dest, &e))?;
             progress.add(chunk.len());
         }
@@ -61,18 +61,18 @@ pub(super) async fn download(client: &ApiClient, url: &str, dest: &Path) -> Resu
         let received = progress.bytes();
         match expected {
             Some(expected) if expected != received => Err(ClientError::Transport {
-                url: url.to_owned(),
+                url: url.to_string(),
                 detail: format!("the body was cut short: received {received} of {expected} bytes"),
             }),
             _ => Ok(received),
         }
     };
-    watched(url, &progress, client.timeout, transfer).await
+    watched(url.as_str(), &progress, client.timeout, transfer).await
 }
 
 pub(super) async fn upload(
     client: &ApiClient,
-    url: &str,
+    url: &Url,
     source: &Path,
     content_type: &str,
 ) -> Result<FileMetadata, ClientError> {
@@ -83,9 +83,9 @@ pub(super) async fn upload(
         let payload = Payload::File { path: source, content_type, progress: counter };
         let request = Request { method: Method::POST, url, body: &payload, timeout: None };
         let response = client.send_authenticated(&request).await?;
-        decode(url, response).await
+        decode(url.as_str(), response).await
     };
-    watched(url, &progress, client.timeout, transfer).await
+    watched(url.as_str(), &progress, client.timeout, transfer).await
 }
 
 /// Runs `transfer`, failing it with [`ClientError::Stalled`] once `progress` has not

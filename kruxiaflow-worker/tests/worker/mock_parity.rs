@@ -58,7 +58,7 @@ async fn the_mocks_report_is_what_the_worker_sends_for_every_case() {
             .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
             .collect();
         assert_eq!(sent.len(), 1, "{case}");
-        let mock = MockContext::new("rust", "cases").worker_id(&config.worker_id);
+        let mock = MockContext::builder("rust", "cases").worker_id(&config.worker_id).build();
         let outcome = mock.run(&Cases, json!({"case": case})).await;
         let report = mock.report(&outcome).expect("the mock reports what the worker reports");
         assert_eq!(sent[0].path.rsplit('/').next(), Some(report.endpoint()), "{case}");
@@ -68,7 +68,7 @@ async fn the_mocks_report_is_what_the_worker_sends_for_every_case() {
 
 #[tokio::test]
 async fn neither_the_mock_nor_the_worker_reports_after_a_lost_lease() {
-    let mock = MockContext::new("rust", "cases").cancel_after_heartbeats(1);
+    let mock = MockContext::builder("rust", "cases").cancel_after_heartbeats(1).build();
     let ctx = mock.context();
     assert!(ctx.heartbeat().await.is_err());
     let outcome = mock.run(&Cases, json!({"case": "ok"})).await;

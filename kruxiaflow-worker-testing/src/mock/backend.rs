@@ -1,0 +1,92 @@
+//! The server side of a `MockContext`: seeded downloads, recorded uploads, counted
+//! heartbeats and a lease that can be lost on cue.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kruxiaflow_worker::ActivityError;
+use kruxiaflow_worker::context::{BoxFuture, ContextBackend, HeartbeatError};
+use kruxiaflow_worker::files::{FileReference, codes as file_codes};
+
+/// What a `MockContext` answers in place of a server: files, heartbeats, the lease.
+#[derive(Default)]
+pub(crate) struct MockBackend {
+    pub(crate) heartbeats: AtomicU32,
+    /// The heartbeat (1-based) from which the lease is lost; 0: never.
+    pub(crate) lose_lease_after: u32,
+    pub(crate) seeded: HashMap<FileReference, Vec<u8>>,
+    uploads: Mutex<Vec<Upload>>,
+}
+
+/// A file the activity uploaded through a [`MockContext`](crate::MockContext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The reference returned to the activity.
+    pub reference: String,
+    /// The filename it was uploaded as.
+    pub filename: String,
+    /// The content type sent.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl ContextBackend for MockBackend {
+    fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            let bytes = self.seeded.get(file).cloned().ok_or_else(|| {
+                ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}"))
+            })?;
+            tokio::fs::write(dest, bytes).await.map_err(|e| {
+                ActivityError::retryable(
+                    file_codes::FILE_TRANSFER_FAILED,
+                    format!("cannot write {}: {e}", dest.display()),
+                )
+            })
+        })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        file: &'a FileReference,
+        source: &'a Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActivityError>> {
+        Box::pin(async move {
+            let bytes = tokio::fs::read(source).await.map_err(|e| {
+                ActivityError::terminal(
+                    file_codes::LOCAL_FILE_NOT_FOUND,
+                    format!("cannot read {}: {e}", source.display()),
+                )
+            })?;
+            let upload = Upload {
+                reference: file.to_string(),
+                filename: file.filename.clone(),
+                content_type: content_type.to_owned(),
+                bytes,
+            };
+            let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+            uploads.retain(|u| u.filename != upload.filename);
+            uploads.push(upload);
+            Ok(())
+        })
+    }
+
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
+        let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
+        let lost = self.lose_lease_after > 0 && count >= self.lose_lease_after;
+        Box::pin(async move { if lost { Err(HeartbeatError::LeaseLost) } else { Ok(()) } })
+    }
+}
+
+impl MockBackend {
+    pub(crate) fn heartbeats(&self) -> u32 {
+        self.heartbeats.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn uploads(&self) -> Vec<Upload> {
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

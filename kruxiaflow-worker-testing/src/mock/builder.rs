@@ -1,0 +1,157 @@
+//! How a test describes the activity a `MockContext` runs: ids, settings, outputs,
+//! seeded files, a lease that will be lost, a cancellation to come.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kruxiaflow_worker::context::ActivityInfo;
+use kruxiaflow_worker::files::FileReference;
+use kruxiaflow_worker::{OutputDefinition, OutputType};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::MockContext;
+use super::backend::MockBackend;
+use super::stream::MockStream;
+
+/// Describes the activity a [`MockContext`] runs; [`build`](Self::build) makes the
+/// context. Everything is fixed from then on, so the context an activity gets and
+/// the one a test inspects can never disagree.
+///
+/// ```
+/// use kruxiaflow_worker_testing::MockContext;
+/// use serde_json::json;
+///
+/// let mock = MockContext::builder("rust", "summarize")
+///     .activity_key("summary")
+///     .settings(json!({"model": "small"}))
+///     .build();
+/// let ctx = mock.context();
+/// assert_eq!(ctx.info().activity_key, "summary");
+/// assert_eq!(ctx.info().settings["model"], "small");
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct MockContextBuilder {
+    info: ActivityInfo,
+    backend: MockBackend,
+    subscribers: u32,
+    cancel_after: Option<Duration>,
+}
+
+impl MockContextBuilder {
+    pub(super) fn new(worker: &str, activity_name: &str) -> Self {
+        Self {
+            info: ActivityInfo::new(worker, activity_name),
+            backend: MockBackend::default(),
+            subscribers: 1,
+            cancel_after: None,
+        }
+    }
+
+    /// Sets the activity id.
+    pub fn activity_id(mut self, id: Uuid) -> Self {
+        self.info.activity_id = id;
+        self
+    }
+
+    /// Sets the workflow id.
+    pub fn workflow_id(mut self, id: Uuid) -> Self {
+        self.info.workflow_id = id;
+        self
+    }
+
+    /// Sets the activity key (defaults to the name).
+    pub fn activity_key(mut self, key: &str) -> Self {
+        self.info.activity_key = key.to_owned();
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, worker_id: &str) -> Self {
+        self.info.worker_id = worker_id.to_owned();
+        self
+    }
+
+    /// Sets signal data.
+    pub fn signal(mut self, data: Value) -> Self {
+        self.info.signal = Some(data);
+        self
+    }
+
+    /// Sets the settings object.
+    pub fn settings(mut self, settings: Value) -> Self {
+        self.info.settings = settings;
+        self
+    }
+
+    /// Opts the activity in to token streaming (`settings.streaming`), as its workflow
+    /// definition would; with one subscriber unless [`subscribers`](Self::subscribers)
+    /// says otherwise. What it streams is in [`MockContext::streamed`].
+    pub fn streaming(mut self, enabled: bool) -> Self {
+        if !self.info.settings.is_object() {
+            self.info.settings = Value::Object(Default::default());
+        }
+        self.info.settings["streaming"] = Value::Bool(enabled);
+        self
+    }
+
+    /// How many clients watch the stream (default 1). With 0, nothing sent is recorded
+    /// and no end message is sent, as in a worker.
+    pub fn subscribers(mut self, count: u32) -> Self {
+        self.subscribers = count;
+        self
+    }
+
+    /// Declares an output.
+    pub fn output(mut self, name: &str, output_type: OutputType) -> Self {
+        self.info.output_definitions.push(OutputDefinition { name: name.to_owned(), output_type });
+        self
+    }
+
+    /// The `n`-th heartbeat fails as a lost lease and cancels the activity with
+    /// [`CancelReason::LeaseLost`](kruxiaflow_worker::CancelReason::LeaseLost), as a
+    /// 409 from the server would.
+    pub fn cancel_after_heartbeats(mut self, n: u32) -> Self {
+        self.backend.lose_lease_after = n.max(1);
+        self
+    }
+
+    /// Makes `reference` downloadable with `bytes`.
+    ///
+    /// # Panics
+    /// If `reference` is not a valid `postgres://{workflow_id}/{activity_key}/{filename}`.
+    pub fn file(mut self, reference: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        let file: FileReference = reference.parse().unwrap_or_else(|e| panic!("{e}"));
+        self.backend.seeded.insert(file, bytes.into());
+        self
+    }
+
+    /// A reference to `filename` of this activity's own workflow and key, for seeding
+    /// inputs with [`file`](Self::file).
+    pub fn reference(&self, filename: &str) -> String {
+        format!("postgres://{}/{}/{filename}", self.info.workflow_id, self.info.activity_key)
+    }
+
+    /// Cancels the activity ([`CancelReason::Requested`](kruxiaflow_worker::CancelReason::Requested))
+    /// this long into [`MockContext::run`].
+    pub fn cancel_after(mut self, delay: Duration) -> Self {
+        self.cancel_after = Some(delay);
+        self
+    }
+
+    /// The context, fixed from now on.
+    pub fn build(self) -> MockContext {
+        MockContext::from_parts(
+            self.info,
+            Arc::new(self.backend),
+            Arc::new(MockStream::new(self.subscribers)),
+            self.cancel_after,
+        )
+    }
+}
+
+impl std::fmt::Debug for MockContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockContextBuilder").field("info", &self.info).finish_non_exhaustive()
+    }
+}
