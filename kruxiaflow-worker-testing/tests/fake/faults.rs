@@ -78,7 +78,9 @@ async fn drop_after_commit_claims_the_poll_but_loses_the_answer() {
     assert!(failed, "the client must not get a complete answer");
     let snapshot = server.activity(id).unwrap();
     assert_eq!((snapshot.status, snapshot.claimed_by.as_deref()), (Status::Running, Some(WORKER_ID)));
-    assert_eq!(server.log().to(Endpoint::Poll)[0].status, 0, "logged as dropped");
+    let logged = &server.log().to(Endpoint::Poll)[0];
+    assert_eq!(logged.status, 0, "logged as dropped");
+    assert_eq!(logged.claimed, vec![id], "the log says what the lost answer claimed");
 }
 
 #[tokio::test]
@@ -203,6 +205,10 @@ async fn over_delivery_claims_more_than_asked_for() {
     server.faults().set_over_delivery(2);
     let claimed = Api::new(&server).claim("vectors", WORKER_ID, 1).await;
     assert_eq!(claimed.len(), 3);
+    assert_eq!(server.log().to(Endpoint::Poll)[0].claimed, claimed);
+    server.faults().set_over_delivery(0);
+    let next = Api::new(&server).claim("vectors", WORKER_ID, 1).await;
+    assert_eq!(next.len(), 1, "0 restores the protocol's behaviour");
 }
 
 #[tokio::test]
