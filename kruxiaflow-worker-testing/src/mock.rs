@@ -106,7 +106,7 @@ impl MockContext {
 
     /// A reference to `filename` of this context's own workflow and activity key.
     pub fn reference(&self, filename: &str) -> String {
-        format!("postgres://{}/{}/{filename}", self.info.workflow_id, self.info.activity_key)
+        file_reference(&self.info, filename)
     }
 
     /// Files uploaded so far (a repeated filename keeps the latest upload).
@@ -202,6 +202,11 @@ impl MockContext {
     pub fn cancel(&self, reason: CancelReason) {
         cancel(&self.context(), reason);
     }
+}
+
+/// `postgres://{workflow_id}/{activity_key}/{filename}` of the activity `info`.
+fn file_reference(info: &ActivityInfo, filename: &str) -> String {
+    format!("postgres://{}/{}/{filename}", info.workflow_id, info.activity_key)
 }
 
 impl std::fmt::Debug for MockContext {

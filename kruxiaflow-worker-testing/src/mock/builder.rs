@@ -129,7 +129,7 @@ impl MockContextBuilder {
     /// A reference to `filename` of this activity's own workflow and key, for seeding
     /// inputs with [`file`](Self::file).
     pub fn reference(&self, filename: &str) -> String {
-        format!("postgres://{}/{}/{filename}", self.info.workflow_id, self.info.activity_key)
+        super::file_reference(&self.info, filename)
     }
 
     /// Cancels the activity ([`CancelReason::Requested`](kruxiaflow_worker::CancelReason::Requested))
