@@ -68,7 +68,6 @@ pub use stream::Streamed;
 /// # }
 /// ```
 pub struct MockContext {
-    info: ActivityInfo,
     backend: Arc<MockBackend>,
     stream: Arc<MockStream>,
     cancel_after: Option<Duration>,
@@ -95,8 +94,8 @@ impl MockContext {
         stream: Arc<MockStream>,
         cancel_after: Option<Duration>,
     ) -> Self {
-        let ctx = context_with_stream(info.clone(), Arc::clone(&backend) as _, Arc::clone(&stream) as _);
-        Self { info, backend, stream, cancel_after, logs: Arc::default(), ctx }
+        let ctx = context_with_stream(info, Arc::clone(&backend) as _, Arc::clone(&stream) as _);
+        Self { backend, stream, cancel_after, logs: Arc::default(), ctx }
     }
 
     /// The context [`run`](Self::run) passes to the activity.
@@ -106,7 +105,7 @@ impl MockContext {
 
     /// A reference to `filename` of this context's own workflow and activity key.
     pub fn reference(&self, filename: &str) -> String {
-        file_reference(&self.info, filename)
+        file_reference(self.ctx.info(), filename)
     }
 
     /// Files uploaded so far (a repeated filename keeps the latest upload).
@@ -193,7 +192,7 @@ impl MockContext {
             spend: self.spend(),
             timeout: None,
         };
-        settle(&self.info.worker_id, ending).map(|(report, _)| report)
+        settle(&ctx.info().worker_id, ending).map(|(report, _)| report)
     }
 
     /// Cancels the activity now with `reason`, as a worker would on a timeout
@@ -212,7 +211,7 @@ fn file_reference(info: &ActivityInfo, filename: &str) -> String {
 impl std::fmt::Debug for MockContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockContext")
-            .field("info", &self.info)
+            .field("info", self.ctx.info())
             .field("heartbeats", &self.heartbeats())
             .finish_non_exhaustive()
     }

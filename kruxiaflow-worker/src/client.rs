@@ -59,12 +59,7 @@ impl ApiClient {
     pub(crate) fn new(config: &WorkerConfig, base_url: Url, retry: RetryPolicy, http: reqwest::Client) -> Self {
         Self {
             auth: config.credentials.as_ref().map(|c| {
-                Arc::new(TokenSource::new(
-                    api_url(&base_url, &["oauth", "token"]),
-                    c,
-                    http.clone(),
-                    config.http_timeout,
-                ))
+                Arc::new(TokenSource::new(api_url(&base_url, ["oauth", "token"]), c, http.clone(), config.http_timeout))
             }),
             http,
             base_url: Arc::new(base_url),
@@ -166,15 +161,14 @@ impl ApiClient {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        api_url(&self.base_url, segments)
+        api_url(&self.base_url, segments.iter().copied())
     }
 
     /// `api/v1/activities/<activity_id>/<segments>` under the base URL.
     fn activity_url(&self, activity_id: Uuid, segments: &[&str]) -> Url {
         let mut id = Uuid::encode_buffer();
-        let mut url = self.url(&["activities", activity_id.hyphenated().encode_lower(&mut id)]);
-        url.path_segments_mut().expect("the URL was built from segments").extend(segments);
-        url
+        let id = &*activity_id.hyphenated().encode_lower(&mut id);
+        api_url(&self.base_url, ["activities", id].into_iter().chain(segments.iter().copied()))
     }
 
     fn file_url(&self, file: &FileReference) -> Url {
@@ -239,7 +233,7 @@ impl ApiClient {
 }
 
 /// `api/v1/<segments>` under `base`.
-fn api_url(base: &Url, segments: &[&str]) -> Url {
+fn api_url<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Url {
     let mut url = base.clone();
     url.path_segments_mut()
         .expect("the base URL is http(s) with a host (checked by WorkerConfig::validate)")
