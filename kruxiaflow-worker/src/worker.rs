@@ -11,6 +11,8 @@ mod lease;
 mod listener;
 mod poller;
 mod shutdown;
+mod stage;
+mod takeover;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::client::{ApiClient, HttpCustomizer, Pools, RetryPolicy, build_pools};
 use crate::config::WorkerConfig;
@@ -30,18 +32,20 @@ use crate::telemetry::{self, WorkerMetrics};
 use delivery::Reporter;
 use health::Health;
 use in_flight::InFlight;
-use lease::LeaseKeeper;
 use shutdown::Phase;
 pub use shutdown::WorkerHandle;
+use takeover::Takeovers;
 
 /// Runs the activities of a registry against a Kruxia Flow server.
 ///
-/// The worker's own traffic — polls, heartbeats, reports, shutdown — runs on the
-/// runtime that awaits [`run`](Self::run); activity handlers run on a separate runtime
-/// the worker owns. Activity code that blocks its threads (CPU work, `std::thread::sleep`,
-/// blocking I/O) therefore cannot stop the heartbeats or reports of other activities,
-/// and a handler stuck for good cannot keep the process from exiting. Still, wrap
-/// blocking work in `tokio::task::spawn_blocking`, so other activities keep their threads.
+/// Activities run on a runtime the worker owns: their polls, handlers and reports.
+/// What must go on however activity code behaves runs on the runtime that awaits
+/// [`run`](Self::run): heartbeats, failing a handler stuck past its deadline, and
+/// shutdown. Activity code that blocks its threads (CPU work, `std::thread::sleep`,
+/// blocking I/O) therefore cannot cost other activities their leases, a handler stuck
+/// for good is failed as a timeout, and it cannot keep the process from exiting. Still,
+/// wrap blocking work in `tokio::task::spawn_blocking`, so other activities keep their
+/// threads.
 ///
 /// ```no_run
 /// use kruxiaflow_worker::prelude::*;
@@ -60,24 +64,27 @@ pub struct WorkerManager {
 }
 
 /// What the parts of a running worker share. Each piece has one owner: the reporter
-/// owns report delivery, the lease keeper the heartbeats, `in_flight` the set of
-/// running attempts, `tasks` their lifetimes.
+/// owns the attempts' report delivery, `takeovers` the deliveries made from the
+/// worker's runtime, `in_flight` the running attempts and what is due for them (the
+/// lease keeper acts on it).
 struct Services {
     config: WorkerConfig,
     retry: RetryPolicy,
     registry: ActivityRegistry,
-    /// Control traffic, on `control`.
+    /// The worker's own traffic, on `control`: heartbeats and takeovers.
     client: ApiClient,
     control: Handle,
-    /// File transfers, from activity code, over their own connection pool.
-    transfers: ApiClient,
-    /// Where handlers run.
+    /// The activities' traffic, on `activities`, over its own connection pool: polls,
+    /// reports, file transfers, token streams. Each pool's connections are driven by
+    /// the runtime that opened them, so a request never wakes the other runtime.
+    work: ApiClient,
+    /// Where pollers and attempts run. While every one of its threads is blocked, the
+    /// worker claims nothing: the work goes to workers that can start it.
     activities: Handle,
     slots: Arc<Semaphore>,
-    leases: LeaseKeeper,
     reporter: Reporter,
+    takeovers: Arc<Takeovers>,
     in_flight: Arc<InFlight>,
-    tasks: TaskTracker,
     metrics: Arc<WorkerMetrics>,
     health: Health,
 }
@@ -159,7 +166,7 @@ impl WorkerManager {
             Some(addr) => Some(listener::bind(addr, &self.handle).await?),
             None => None,
         };
-        let Pools { control, transfers } = build_pools(&self.config, self.http.as_ref())?;
+        let Pools { control, work } = build_pools(&self.config, self.http.as_ref())?;
         let activities = ActivityRuntime::start()?;
         let client = ApiClient::new(&self.config, self.config.api_base()?, self.retry, control);
         let worker_types = self.registry.worker_types();
@@ -171,16 +178,20 @@ impl WorkerManager {
             .collect();
         let metrics = Arc::new(WorkerMetrics::new(registered.iter().map(|(w, a)| (w.as_str(), a.as_str()))));
         let slots = Arc::new(Semaphore::new(self.config.max_concurrent_activities));
+        let work = client.with_http(work);
+        let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
+        let worker_id = self.config.worker_id.clone();
+        let takeovers =
+            Takeovers::new(reporter.sibling(client.clone()), Arc::clone(&metrics), worker_id, Handle::current());
         let services = Arc::new(Services {
-            transfers: client.with_http(transfers),
-            leases: LeaseKeeper::start(client.clone(), self.config.worker_id.clone()),
-            reporter: Reporter::new(client.clone(), Arc::clone(&metrics)),
+            work,
+            reporter,
+            takeovers: Arc::new(takeovers),
             client,
             control: Handle::current(),
             activities: activities.handle(),
             in_flight: Arc::new(InFlight::new(Arc::clone(&metrics), Arc::clone(&slots))),
             slots,
-            tasks: TaskTracker::new(),
             metrics,
             health: Health::new(
                 &worker_types,
@@ -198,28 +209,46 @@ impl WorkerManager {
             "worker started"
         );
         services.metrics.slots_free(services.slots.available_permits());
+        // Keeps leases until `run` ends, returned or dropped.
+        let keeper = AbortOnDropHandle::new(tokio::spawn(lease::keep(
+            Arc::clone(&services.in_flight),
+            services.client.clone(),
+            services.config.worker_id.clone(),
+            Arc::clone(&services.takeovers),
+        )));
         // Stops serving however `run` ends, returned or dropped.
         let serving = operator_listener
             .map(|l| AbortOnDropHandle::new(tokio::spawn(listener::serve(l, Arc::clone(&services), prometheus))));
         let result = run_until_stopped(&services, shutdown, &self.handle).await;
         drop(serving);
+        drop(keeper);
         drop(activities);
         tracing::info!("worker stopped");
         result
     }
 }
 
-/// The runtime activity handlers run on. It is shut down in the background when
+/// The runtime activities run on. It is shut down in the background when
 /// dropped, however `run` ends (returned, or its future dropped): a handler stuck in
 /// blocking code cannot be aborted, so its thread is left behind rather than waited
 /// for — and a runtime dropped the ordinary way inside async code would panic.
 struct ActivityRuntime(Option<tokio::runtime::Runtime>);
 
 impl ActivityRuntime {
+    /// Its threads log to the subscriber in effect where the worker started, a scoped
+    /// one (`tracing::subscriber::set_default`, as tests use) included.
     fn start() -> Result<Self, WorkerError> {
+        let dispatch = tracing::dispatcher::get_default(|current| current.clone());
+        let scoped = (!dispatch.is::<tracing::subscriber::NoSubscriber>()).then_some(dispatch);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("kruxiaflow-activity")
+            .on_thread_start(move || {
+                if let Some(dispatch) = &scoped {
+                    THREAD_SUBSCRIBER.set(Some(tracing::dispatcher::set_default(dispatch)));
+                }
+            })
+            .on_thread_stop(|| THREAD_SUBSCRIBER.set(None))
             .build()
             .map_err(|e| WorkerError::Runtime(e.to_string()))?;
         Ok(Self(Some(runtime)))
@@ -228,6 +257,11 @@ impl ActivityRuntime {
     fn handle(&self) -> Handle {
         self.0.as_ref().expect("present until dropped").handle().clone()
     }
+}
+
+thread_local! {
+    /// Keeps an activity thread's subscriber in effect for as long as the thread runs.
+    static THREAD_SUBSCRIBER: std::cell::Cell<Option<tracing::dispatcher::DefaultGuard>> = const { std::cell::Cell::new(None) };
 }
 
 impl Drop for ActivityRuntime {
@@ -246,7 +280,7 @@ async fn run_until_stopped(
     let phase = handle.phase();
     let mut pollers = JoinSet::new();
     for worker in services.registry.worker_types() {
-        pollers.spawn(poller::poll_loop(Arc::clone(services), worker, phase.subscribe()));
+        pollers.spawn_on(poller::poll_loop(Arc::clone(services), worker, phase.subscribe()), &services.activities);
     }
     let mut watching = phase.subscribe();
     let mut failure = None;
@@ -282,7 +316,9 @@ async fn run_until_stopped(
         _ = watching.wait_for(|p| *p == Phase::Immediate) => {}
     }
     if !pollers.is_empty() {
-        tracing::warn!("a poll was still waiting for the server at the end of the drain; abandoned");
+        tracing::warn!(
+            "a poll was still in flight at the end of the drain (the server did not answer, or every activity thread was blocked); abandoned: what it claimed returns to the queue when its lease expires"
+        );
         pollers.abort_all();
     }
     let undelivered = shutdown::drain(services, phase.subscribe(), drain_deadline).await;

@@ -121,6 +121,20 @@ async fn until(base: &str, path: &str, status: u16) -> String {
     panic!("{path} did not answer {status} within 5 s; last: {last:?}");
 }
 
+/// The metrics once two renders 20 ms apart are the same.
+async fn still(base: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut last = parse(&get(&format!("{base}/metrics")).await.1);
+    for _ in 0..250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = parse(&get(&format!("{base}/metrics")).await.1);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the metrics did not stop changing within 5 s");
+}
+
 /// Prometheus text as (name, labels) → value.
 fn parse(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
     let mut samples = BTreeMap::new();
@@ -179,6 +193,11 @@ async fn metrics_count_completions_failures_a_lost_lease_retries_spend_and_polls
         tokio::time::sleep(Duration::from_millis(10)).await;
         samples = parse(&get(&format!("{base}/metrics")).await.1);
     }
+    // Pollers and attempts update metrics on the activities' threads while /metrics
+    // is rendered, and a render is not one snapshot: hold the polls, then read the
+    // metrics once they are still.
+    server.faults().set_latency(Endpoint::Poll, Duration::from_secs(3600));
+    let samples = still(&base).await;
     handle.shutdown();
     run.await.unwrap().unwrap();
 

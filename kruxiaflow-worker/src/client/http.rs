@@ -9,12 +9,14 @@ use crate::config::{ConfigError, WorkerConfig, env};
 /// extra roots), applied after the worker's own settings.
 pub(crate) type HttpCustomizer = Arc<dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync>;
 
-/// The worker's two connection pools: one for its own control traffic, one for file
-/// transfers made by activity code. Control requests must never ride a connection an
-/// activity opened, since such a connection is driven by an activity thread.
+/// The worker's two connection pools: one for its own control traffic, one for the
+/// activities' traffic (reports, file transfers, token streams). Control requests must
+/// never ride a connection an activity opened, since such a connection is driven by an
+/// activity thread; and activities' requests on the control pool would wake the
+/// worker's runtime for each of them.
 pub(crate) struct Pools {
     pub(crate) control: reqwest::Client,
-    pub(crate) transfers: reqwest::Client,
+    pub(crate) work: reqwest::Client,
 }
 
 /// Builds both pools alike: no redirects (a redirect could carry the client secret or
@@ -38,7 +40,7 @@ pub(crate) fn build_pools(config: &WorkerConfig, customize: Option<&HttpCustomiz
         }
         builder.build().map_err(|e| ConfigError::HttpClient(crate::text::escape_controls(&e.to_string()).into_owned()))
     };
-    Ok(Pools { control: build()?, transfers: build()? })
+    Ok(Pools { control: build()?, work: build()? })
 }
 
 fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {

@@ -2,18 +2,19 @@
 //! the attempt holds — its slot, its place among the in-flight attempts, its lease —
 //! and gives it all back when dropped, however the attempt ends.
 
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinError;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::Services;
-use super::in_flight::Registration;
-use super::lease::{Lease, LeaseGuard};
-use crate::context::{ActivityContext, CancelReason};
+use super::in_flight::{AttemptState, Registration};
+use crate::context::{ActivityContext, ActivityInfo, CancelReason};
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, settle};
@@ -25,82 +26,95 @@ pub(super) struct Attempt {
     pub(super) ctx: ActivityContext,
     pub(super) params: Value,
     pub(super) timeout: Duration,
+    /// `timeout` after the claim (as the context tells the handler).
+    pub(super) deadline: tokio::time::Instant,
     /// `None` for an item the server sent beyond what was asked for: it waits for a
     /// slot like any other claimed work, so the concurrency bound holds.
     pub(super) slot: Option<OwnedSemaphorePermit>,
-    pub(super) lease: LeaseGuard,
+    /// Its lease and stage, shared with the worker's runtime.
+    pub(super) state: Arc<AttemptState>,
     /// The token stream's sender, when the activity opted in to streaming.
     pub(super) stream: Option<StreamDriver>,
     /// Held for its `Drop`: the attempt is in flight until this is dropped.
     pub(super) _registration: Registration,
-    /// When the handler started; `None` until it does.
-    pub(super) handler_started: Option<Instant>,
+}
+
+/// The span of everything done for one attempt.
+pub(super) fn activity_span(info: &ActivityInfo) -> Span {
+    tracing::info_span!(
+        "activity",
+        activity_id = %info.activity_id,
+        workflow_id = %info.workflow_id,
+        activity_key = %Escaped(&info.activity_key),
+        worker = %Escaped(&info.worker),
+        activity_name = %Escaped(&info.activity_name),
+    )
 }
 
 impl Attempt {
-    /// Claim → execute → settle → deliver.
+    /// Claim → execute → settle → deliver, on the activities' runtime.
     pub(super) async fn run(self, services: Arc<Services>) {
-        let info = self.ctx.info();
-        let span = tracing::info_span!(
-            "activity",
-            activity_id = %info.activity_id,
-            workflow_id = %info.workflow_id,
-            activity_key = %Escaped(&info.activity_key),
-            worker = %Escaped(&info.worker),
-            activity_name = %Escaped(&info.activity_name),
-        );
+        let span = activity_span(self.ctx.info());
         self.settle_and_deliver(services).instrument(span).await;
     }
 
     async fn settle_and_deliver(mut self, services: Arc<Services>) {
-        let lease = Arc::clone(self.lease.lease());
-        let outcome = self.execute(&services, &lease).await;
+        let state = Arc::clone(&self.state);
+        let outcome = self.execute(&services).await;
         // Uploads happened inside the handler, so its files can go before the report.
         self.ctx.close_files();
         let ending = Ending {
             outcome,
             cancelled: self.ctx.cancel_reason(),
-            lease: lease.state(),
+            lease: state.lease.state(),
             spend: self.ctx.take_spend(),
             timeout: Some(self.timeout),
         };
-        let settled = settle(&services.config.worker_id, ending);
+        let Some((report, body)) = settle(&services.config.worker_id, ending) else {
+            if state.stage.abandon() {
+                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
+                self.finished(&services, None);
+            }
+            return;
+        };
+        let Some((report, body)) = state.stage.settle(report, body) else {
+            tracing::debug!("the worker settled this attempt while its handler ran past its grace");
+            return;
+        };
         // Streaming never settles an activity: its end goes out first, then the report.
         if let Some(stream) = self.stream.take() {
-            stream.finish(StreamEnd::for_report(settled.as_ref().map(|(report, _)| report))).await;
+            stream.finish(StreamEnd::for_report(Some(report))).await;
         }
-        let accepted = match settled {
-            None => {
-                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
-                None
-            }
-            // A heartbeat 409 while the report is being retried means the report never
-            // committed and never will: the activity is someone else's now. The lease
-            // is kept (and watched) until the report is answered.
-            Some((report, body)) => tokio::select! {
-                accepted = services.reporter.deliver(self.ctx.activity_id(), report, body) => accepted,
-                () = lease.lost() => {
-                    tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again");
-                    None
-                }
-            },
-        };
-        let elapsed = self.handler_started.map(|started| started.elapsed());
-        let info = self.ctx.info();
-        services.metrics.finished(&info.worker, &info.activity_name, accepted.as_ref(), elapsed);
-        log_finished(accepted.as_ref(), elapsed);
+        let accepted = services.reporter.deliver(self.ctx.activity_id(), report, body, Some(&state.lease)).await;
+        if state.stage.delivered() {
+            self.finished(&services, accepted.as_deref());
+        }
     }
 
-    /// Runs the handler on the activities' runtime under the timeout, the lease and
-    /// cancellation; a cancelled handler gets the grace period, then its task is aborted.
-    async fn execute(&mut self, services: &Services, lease: &Lease) -> HandlerOutcome {
+    fn finished(&self, services: &Services, accepted: Option<&Report>) {
+        let elapsed = self.state.handler_started.get().map(|started| started.elapsed());
+        let info = self.ctx.info();
+        services.metrics.finished(&info.worker, &info.activity_name, accepted, elapsed);
+        log_finished(accepted, elapsed);
+    }
+
+    /// Runs the handler under its deadline, the lease and cancellation; a cancelled
+    /// handler gets the grace period, then it is dropped. The handler is polled by this
+    /// task itself: one task per attempt, and no hand-off between threads.
+    async fn execute(&mut self, services: &Services) -> HandlerOutcome {
         let ctx = &self.ctx;
+        let lease = &self.state.lease;
+        let deadline = self.deadline;
         if self.slot.is_none() {
             tokio::select! {
                 biased;
                 _ = ctx.cancelled() => return HandlerOutcome::NotStarted,
                 () = lease.lost() => {
                     ctx.cancel(CancelReason::LeaseLost);
+                    return HandlerOutcome::NotStarted;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    ctx.cancel(CancelReason::Timeout);
                     return HandlerOutcome::NotStarted;
                 }
                 permit = Arc::clone(&services.slots).acquire_owned() => {
@@ -117,23 +131,19 @@ impl Attempt {
         if let Some(stream) = &mut self.stream {
             stream.start();
         }
-        self.handler_started = Some(Instant::now());
-        let mut task = {
-            let ctx = ctx.clone();
-            services.activities.spawn(async move { activity.run_boxed(params, ctx).await }.in_current_span())
-        };
+        let _ = self.state.handler_started.set(Instant::now());
+        let mut handler = pin!(AssertUnwindSafe(activity.run_boxed(params, ctx.clone())).catch_unwind());
         tokio::select! {
-            joined = &mut task => return returned(joined),
-            () = tokio::time::sleep(self.timeout) => ctx.cancel(CancelReason::Timeout),
+            returned = &mut handler => return HandlerOutcome::Returned(returned.unwrap_or_else(panicked)),
+            () = tokio::time::sleep_until(deadline) => ctx.cancel(CancelReason::Timeout),
             () = lease.lost() => ctx.cancel(CancelReason::LeaseLost),
             _ = ctx.cancelled() => {}
         }
         let grace = services.config.cancellation_grace;
-        match tokio::time::timeout(grace, &mut task).await {
-            Ok(joined) => returned(joined),
+        match tokio::time::timeout(grace, &mut handler).await {
+            Ok(returned) => HandlerOutcome::Returned(returned.unwrap_or_else(panicked)),
             Err(_) => {
-                task.abort();
-                tracing::warn!(?grace, "handler did not return after cancellation; its task was aborted");
+                tracing::warn!(?grace, "handler did not return after cancellation; it was dropped");
                 HandlerOutcome::Aborted
             }
         }
@@ -142,7 +152,7 @@ impl Attempt {
 
 /// One line per finished attempt, at `info` (inside the attempt's span, which names
 /// the activity).
-fn log_finished(accepted: Option<&Report>, elapsed: Option<Duration>) {
+pub(super) fn log_finished(accepted: Option<&Report>, elapsed: Option<Duration>) {
     let took = Took(elapsed);
     match Finished::of(accepted) {
         Finished::Completed => tracing::info!(outcome = "completed", %took, "activity finished"),
@@ -180,15 +190,8 @@ fn not_found(services: &Services, ctx: &ActivityContext) -> ActivityError {
     )
 }
 
-fn returned(joined: Result<Result<crate::ActivityResult, ActivityError>, JoinError>) -> HandlerOutcome {
-    match joined {
-        Ok(outcome) => HandlerOutcome::Returned(outcome),
-        Err(error) if error.is_panic() => {
-            let error = ActivityError::from_panic(&*error.into_panic());
-            tracing::error!(panic = %error.message(), "activity panicked");
-            HandlerOutcome::Returned(Err(error))
-        }
-        // The activities' runtime is going away under it.
-        Err(_) => HandlerOutcome::Aborted,
-    }
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> Result<crate::ActivityResult, ActivityError> {
+    let error = ActivityError::from_panic(&*payload);
+    tracing::error!(panic = %error.message(), "activity panicked");
+    Err(error)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
-use super::lease::Lease;
+use super::in_flight::AttemptState;
 use crate::client::{ApiClient, ClientError};
 use crate::context::{BoxFuture, ContextBackend, HeartbeatError};
 use crate::error::ActivityError;
@@ -20,7 +20,7 @@ pub(super) struct ServerBackend {
     control: Handle,
     /// File transfers: run where the activity runs.
     transfers: ApiClient,
-    lease: Arc<Lease>,
+    state: Arc<AttemptState>,
     activity_id: Uuid,
     worker_id: String,
 }
@@ -28,11 +28,11 @@ pub(super) struct ServerBackend {
 impl ServerBackend {
     pub(super) fn new(
         (client, control, transfers): (ApiClient, Handle, ApiClient),
-        lease: Arc<Lease>,
+        state: Arc<AttemptState>,
         activity_id: Uuid,
         worker_id: String,
     ) -> Self {
-        Self { client, control, transfers, lease, activity_id, worker_id }
+        Self { client, control, transfers, state, activity_id, worker_id }
     }
 }
 
@@ -42,7 +42,7 @@ impl ContextBackend for ServerBackend {
             let (client, activity_id, worker_id) = (self.client.clone(), self.activity_id, self.worker_id.clone());
             let sent = self.control.spawn(async move { client.heartbeat(activity_id, &worker_id).await });
             match sent.await {
-                Ok(answer) => self.lease.judge(answer).map(drop),
+                Ok(answer) => self.state.lease.judge(answer).map(drop),
                 Err(_) => Err(HeartbeatError::Failed("the worker is stopping".to_owned())),
             }
         })

@@ -1,6 +1,7 @@
 //! Delivering reports until the server answers them, and knowing which could not be
 //! delivered before the worker had to stop.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::lease::Lease;
 use crate::client::{ApiClient, ClientError, encode};
 use crate::context::Spend;
 use crate::error::{ActivityError, codes};
@@ -22,9 +24,9 @@ pub(super) struct Reporter {
     client: ApiClient,
     metrics: Arc<WorkerMetrics>,
     slots: Semaphore,
-    /// Fired when shutdown's time for reports is up.
+    /// Fired when shutdown's time for reports is up; shared with [`sibling`](Self::sibling)s.
     give_up: CancellationToken,
-    undelivered: Mutex<Vec<Uuid>>,
+    undelivered: Arc<Mutex<Vec<Uuid>>>,
 }
 
 impl Reporter {
@@ -34,25 +36,61 @@ impl Reporter {
             metrics,
             slots: Semaphore::new(REPORTS_IN_FLIGHT),
             give_up: CancellationToken::new(),
-            undelivered: Mutex::default(),
+            undelivered: Arc::default(),
         }
     }
 
-    /// Sends `report` (encoded as `body`) until the server answers it, or until
-    /// [`give_up`](Self::give_up), which records the activity as undelivered. Returns
-    /// the report the server took: `report`, a fallback for it, or none.
-    pub(super) async fn deliver(&self, activity_id: Uuid, report: Report, body: Bytes) -> Option<Report> {
+    /// A reporter sending over `client`, given up together with this one and keeping
+    /// one list of the undelivered.
+    pub(super) fn sibling(&self, client: ApiClient) -> Self {
+        Self {
+            client,
+            metrics: Arc::clone(&self.metrics),
+            slots: Semaphore::new(REPORTS_IN_FLIGHT),
+            give_up: self.give_up.clone(),
+            undelivered: Arc::clone(&self.undelivered),
+        }
+    }
+
+    /// Sends `report` (encoded as `body`) until the server answers it, until
+    /// [`give_up`](Self::give_up), which records the activity as undelivered, or until
+    /// `lease` is lost. Returns the report the server took: `report`, a fallback for
+    /// it, or none.
+    ///
+    /// A heartbeat 409 while the report is being retried means the report never
+    /// committed and never will: the activity is someone else's now.
+    pub(super) async fn deliver<'r>(
+        &self,
+        activity_id: Uuid,
+        report: &'r Report,
+        body: Bytes,
+        lease: Option<&Lease>,
+    ) -> Option<Cow<'r, Report>> {
         let delivery = async {
             let _slot = self.slots.acquire().await.expect("the report semaphore is never closed");
             // Boxed: the request future is large and only alive while reporting.
             Box::pin(self.send_until_answered(activity_id, report, body)).await
         };
+        let lost = async {
+            match lease {
+                Some(lease) => lease.lost().await,
+                None => std::future::pending().await,
+            }
+        };
         self.metrics.reports_pending(1.0);
         let accepted = tokio::select! {
             accepted = delivery => accepted,
+            () = lost => {
+                tracing::warn!("lease lost while reporting; the report is dropped and the server runs the activity again");
+                None
+            }
             () = self.give_up.cancelled() => {
                 tracing::error!("the report could not be delivered before the worker stopped; the activity returns to the queue when its lease expires");
-                self.undelivered.lock().unwrap_or_else(|e| e.into_inner()).push(activity_id);
+                let mut undelivered = self.undelivered.lock().unwrap_or_else(|e| e.into_inner());
+                // An attempt and its takeover may both have been delivering it.
+                if !undelivered.contains(&activity_id) {
+                    undelivered.push(activity_id);
+                }
                 None
             }
         };
@@ -71,22 +109,27 @@ impl Reporter {
 
     /// A definitive refusal of a report must not strand the activity: the report is
     /// re-sent in a form the server accepts.
-    async fn send_until_answered(&self, activity_id: Uuid, report: Report, body: Bytes) -> Option<Report> {
-        let Err(error) = self.send(activity_id, &report, body).await else {
-            return Some(report);
+    async fn send_until_answered<'r>(
+        &self,
+        activity_id: Uuid,
+        report: &'r Report,
+        body: Bytes,
+    ) -> Option<Cow<'r, Report>> {
+        let Err(error) = self.send(activity_id, report, body).await else {
+            return Some(Cow::Borrowed(report));
         };
         let fallback = match error.status() {
             // Most often our own earlier attempt, committed before its answer was lost.
             Some(409) => {
                 tracing::info!(%error, "activity already settled at the server; report dropped");
-                return Some(report);
+                return Some(Cow::Borrowed(report));
             }
             Some(404) => {
                 tracing::warn!(%error, "the server does not know this activity; report dropped");
                 return None;
             }
-            Some(413) => too_large(&report),
-            Some(422) => report.without_spend().unwrap_or_else(|| refused_output(&report, &error)),
+            Some(413) => too_large(report),
+            Some(422) => report.without_spend().unwrap_or_else(|| refused_output(report, &error)),
             _ => {
                 tracing::error!(%error, "the server refused the {} report", report.endpoint());
                 return None;
@@ -95,7 +138,7 @@ impl Reporter {
         tracing::error!(%error, "the server refused the {} report; sending a failure it accepts", report.endpoint());
         let body = encode(&fallback);
         match self.send(activity_id, &fallback, body).await {
-            Ok(()) => Some(fallback),
+            Ok(()) => Some(Cow::Owned(fallback)),
             Err(error) => {
                 tracing::error!(%error, "fallback report refused too; the activity returns to the queue when its lease expires");
                 None

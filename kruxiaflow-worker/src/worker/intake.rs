@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::Services;
 use super::attempt::Attempt;
 use super::backend::ServerBackend;
+use super::in_flight::{AttemptState, Watch};
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
@@ -24,24 +25,36 @@ use crate::text::Escaped;
 pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Timeouts from the server are clamped to this, so no number can overflow a clock.
 const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// How long after its deadline and cancellation grace a handler that still has not
+/// returned counts as stuck, so that the worker's runtime settles it: time for a task
+/// that does run to settle on its own first.
+const OVERDUE_MARGIN: Duration = Duration::from_secs(1);
 
-/// Starts the attempt of one poll item, holding `slot` (or waiting for one).
+/// Starts the attempt of one poll item, holding `slot` (or waiting for one). It is
+/// registered among the in-flight attempts first, so its lease is kept and it is
+/// settled from the worker's runtime if its own task cannot.
 pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<OwnedSemaphorePermit>) {
     match serde_json::from_str::<PendingActivity>(raw.get()) {
-        Ok(item) => start(services, item, slot),
+        Ok(item) => {
+            if let Some(attempt) = attempt(services, item, slot) {
+                services.activities.spawn(attempt.run(Arc::clone(services)));
+            }
+        }
         Err(error) => refuse(services, raw, &error),
     }
 }
 
-fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSemaphorePermit>) {
+fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSemaphorePermit>) -> Option<Attempt> {
     let timeouts = Timeouts::for_item(&item, services.config.activity_timeout, services.config.heartbeat_interval);
-    let lease = services.leases.hold(item.activity_id, timeouts.heartbeat);
+    let state = AttemptState::new();
     let backend = ServerBackend::new(
-        (services.client.clone(), services.control.clone(), services.transfers.clone()),
-        Arc::clone(lease.lease()),
+        (services.client.clone(), services.control.clone(), services.work.clone()),
+        Arc::clone(&state),
         item.activity_id,
         services.config.worker_id.clone(),
     );
+    // The execution timeout counts from the claim, as the server's lease does.
+    let deadline = Instant::now() + timeouts.execution;
     let info = ActivityInfo {
         activity_id: item.activity_id,
         workflow_id: item.workflow_id,
@@ -52,30 +65,34 @@ fn start(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSema
         signal: item.signal_data,
         settings: item.settings,
         output_definitions: item.output_definitions.unwrap_or_default(),
-        deadline: Instant::now().checked_add(timeouts.execution),
+        deadline: Some(deadline),
     };
     let (stream, ctx) = if stream::opted_in(&info.settings) {
-        let transport = ServerTransport::new(services.client.clone(), info.activity_id, services.config.http_timeout);
+        let transport = ServerTransport::new(services.work.clone(), info.activity_id, services.config.http_timeout);
         let (driver, stream) = StreamDriver::new(transport);
         (Some(driver), ActivityContext::with_stream(info, Arc::new(backend), stream))
     } else {
         (None, ActivityContext::new(info, Arc::new(backend)))
     };
-    let Some(registration) = services.in_flight.register(&ctx) else {
-        tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
-        return;
+    let watch = Watch {
+        heartbeat_every: timeouts.heartbeat,
+        timeout: timeouts.execution,
+        overdue_at: deadline + services.config.cancellation_grace + OVERDUE_MARGIN,
     };
-    let attempt = Attempt {
+    let Some(registration) = services.in_flight.register(&ctx, &state, watch) else {
+        tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
+        return None;
+    };
+    Some(Attempt {
         ctx,
         params: item.parameters,
         timeout: timeouts.execution,
+        deadline,
         slot,
-        lease,
+        state,
         stream,
         _registration: registration,
-        handler_started: None,
-    };
-    services.tasks.spawn(attempt.run(Arc::clone(services)));
+    })
 }
 
 /// An item that does not parse is failed terminally (it would not parse on a retry
@@ -102,8 +119,7 @@ fn refuse(services: &Arc<Services>, raw: &RawValue, error: &serde_json::Error) {
     };
     // With the lease held, the settle rule always reports.
     let Some((report, body)) = settle(&services.config.worker_id, ending) else { return };
-    let task_services = Arc::clone(services);
-    services.tasks.spawn(async move { task_services.reporter.deliver(activity_id, report, body).await });
+    services.takeovers.refused(activity_id, report, body);
 }
 
 /// How long an attempt may run, and how often its lease is renewed.

@@ -1,19 +1,21 @@
-//! Keeping leases: one task heartbeats every in-flight attempt when it is due, and the
-//! answers are judged in one place. What the worker knows about a lease is kept here,
-//! apart from the handler's cancellation (which the attempt derives from it).
+//! Keeping leases: one task heartbeats every in-flight attempt when it is due (and has
+//! an attempt overdue past its deadline taken over), and the answers are judged in one
+//! place. What the worker knows about a lease is kept here, apart from the handler's
+//! cancellation (which the attempt derives from it).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{Notify, mpsc};
-use tokio_util::time::{DelayQueue, delay_queue};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::in_flight::{AttemptState, Due, InFlight};
+use super::takeover::Takeovers;
 use crate::client::{ApiClient, ClientError};
-use crate::context::{BoxFuture, HeartbeatError};
+use crate::context::{BoxFuture, CancelReason, HeartbeatError};
 use crate::protocol::HeartbeatResponse;
 use crate::settle::LeaseState;
 use crate::telemetry;
@@ -29,7 +31,7 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self { state: AtomicU8::new(HELD), changed: Notify::new() }
     }
 
@@ -91,106 +93,43 @@ impl Lease {
     }
 }
 
-/// Each hold has its own key: the server can hand out an activity that already runs
-/// here, and the second hold (dropped at once) must not release the first.
-type HoldKey = u64;
+type Beat = BoxFuture<'static, (Uuid, Arc<AttemptState>, Result<HeartbeatResponse, ClientError>)>;
 
-enum Command {
-    Hold { key: HoldKey, activity_id: Uuid, interval: Duration, lease: Arc<Lease> },
-    Release { key: HoldKey },
-}
-
-/// Hands out leases to keep; cheap to clone.
-#[derive(Clone)]
-pub(super) struct LeaseKeeper {
-    commands: mpsc::UnboundedSender<Command>,
-    next_key: Arc<AtomicU64>,
-}
-
-impl LeaseKeeper {
-    /// Starts the keeper task, which runs until the keeper and every guard are gone.
-    pub(super) fn start(client: ApiClient, worker_id: String) -> Self {
-        let (commands, received) = mpsc::unbounded_channel();
-        tokio::spawn(keep(client, worker_id, received));
-        Self { commands, next_key: Arc::default() }
-    }
-
-    /// Heartbeats `activity_id` every `interval` until the guard is dropped.
-    pub(super) fn hold(&self, activity_id: Uuid, interval: Duration) -> LeaseGuard {
-        let lease = Arc::new(Lease::new());
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let hold = Command::Hold { key, activity_id, interval, lease: Arc::clone(&lease) };
-        // The keeper outlives every guard (it stops only once they are all dropped).
-        let _ = self.commands.send(hold);
-        LeaseGuard { key, lease, commands: self.commands.clone() }
-    }
-}
-
-/// A lease being kept; dropping it stops the heartbeats.
-pub(super) struct LeaseGuard {
-    key: HoldKey,
-    lease: Arc<Lease>,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl LeaseGuard {
-    pub(super) fn lease(&self) -> &Arc<Lease> {
-        &self.lease
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        let _ = self.commands.send(Command::Release { key: self.key });
-    }
-}
-
-struct Held {
-    activity_id: Uuid,
-    lease: Arc<Lease>,
-    interval: Duration,
-    /// `None` while its heartbeat is in flight.
-    due: Option<delay_queue::Key>,
-}
-
-type Beat = BoxFuture<'static, (HoldKey, Result<HeartbeatResponse, ClientError>)>;
-
-async fn keep(client: ApiClient, worker_id: String, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut held: HashMap<HoldKey, Held> = HashMap::new();
-    let mut due: DelayQueue<HoldKey> = DelayQueue::new();
+/// The keeper: runs on the worker's own runtime for as long as the worker runs, so
+/// leases are renewed and overdue attempts taken over however busy or blocked the
+/// activities' runtime is.
+pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id: String, takeovers: Arc<Takeovers>) {
     let mut beats: FuturesUnordered<Beat> = FuturesUnordered::new();
     loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(Command::Hold { key, activity_id, interval, lease }) => {
-                    let due_key = due.insert(key, interval);
-                    held.insert(key, Held { activity_id, lease, interval, due: Some(due_key) });
+        let (due, next) = in_flight.take_due(Instant::now());
+        for due in due {
+            match due {
+                Due::Heartbeat { activity_id, state } => {
+                    let (client, worker_id) = (client.clone(), worker_id.clone());
+                    beats.push(Box::pin(async move {
+                        let answer = client.heartbeat(activity_id, &worker_id).await;
+                        (activity_id, state, answer)
+                    }));
                 }
-                Some(Command::Release { key }) => {
-                    if let Some(Held { due: Some(due_key), .. }) = held.remove(&key) {
-                        due.remove(&due_key);
-                    }
-                }
-                None => break,
-            },
-            Some(expired) = due.next(), if !due.is_empty() => {
-                let key = expired.into_inner();
-                if let Some(entry) = held.get_mut(&key) {
-                    entry.due = None;
-                    let (client, worker_id, activity_id) = (client.clone(), worker_id.clone(), entry.activity_id);
-                    beats.push(Box::pin(async move { (key, client.heartbeat(activity_id, &worker_id).await) }));
-                }
+                Due::Overdue(overdue) => takeovers.take_over(overdue, CancelReason::Timeout, false),
             }
-            Some((key, answer)) = beats.next(), if !beats.is_empty() => {
-                let Some(entry) = held.get_mut(&key) else { continue };
-                match entry.lease.judge(answer) {
+        }
+        let next_due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = next_due => {}
+            () = in_flight.keeper_woken() => {}
+            Some((activity_id, state, answer)) = beats.next(), if !beats.is_empty() => {
+                match state.lease.judge(answer) {
                     Ok(response) => {
-                        if let Some(suggested) = response.next_heartbeat_seconds.filter(|&s| s > 0) {
-                            entry.interval = entry.interval.min(Duration::from_secs(suggested));
-                        }
-                        entry.due = Some(due.insert(key, entry.interval));
+                        let suggested = response.next_heartbeat_seconds.filter(|&s| s > 0).map(Duration::from_secs);
+                        in_flight.reschedule_heartbeat(activity_id, suggested);
                     }
-                    Err(HeartbeatError::Failed(_)) => entry.due = Some(due.insert(key, entry.interval)),
+                    Err(HeartbeatError::Failed(_)) => in_flight.reschedule_heartbeat(activity_id, None),
                     // Lost or unknown: nothing more to renew.
                     Err(_) => {}
                 }

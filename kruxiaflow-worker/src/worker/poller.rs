@@ -64,7 +64,7 @@ pub(super) async fn poll_loop(
         services.metrics.slots_free(services.slots.available_permits());
         health.poll_started(&services.health);
         let started = Instant::now();
-        let polled = services.client.poll(&request).await;
+        let polled = services.work.poll(&request).await;
         health.poll_ended(polled.is_ok());
         let result = match &polled {
             Ok(items) if items.is_empty() => PollResult::Empty,

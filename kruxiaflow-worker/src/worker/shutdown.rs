@@ -112,20 +112,20 @@ async fn wait_for_signal() {
 }
 
 /// Waits for in-flight attempts until `drain_deadline` (or a second signal), then
-/// cancels the rest, gives them the cancellation grace and their reports the flush
-/// timeout, and returns the activities whose reports could not be delivered.
+/// cancels the rest, gives them the cancellation grace, takes over from this runtime
+/// whatever is still unsettled, gives the reports the flush timeout, and returns the
+/// activities whose reports could not be delivered.
 pub(super) async fn drain(
     services: &Services,
     mut phase: watch::Receiver<Phase>,
     drain_deadline: Instant,
 ) -> Vec<Uuid> {
-    services.tasks.close();
     let in_flight = services.in_flight.len();
     if in_flight > 0 {
         tracing::info!(in_flight, timeout = ?services.config.shutdown_timeout, "draining in-flight activities");
     }
     tokio::select! {
-        () = services.tasks.wait() => return services.reporter.undelivered(),
+        () = settled(services) => return undelivered(services),
         () = tokio::time::sleep_until(drain_deadline) => {}
         _ = phase.wait_for(|p| *p == Phase::Immediate) => {}
     }
@@ -134,14 +134,43 @@ pub(super) async fn drain(
         tracing::warn!(cancelled, "cancelling activities still running; they will be failed as WORKER_SHUTDOWN");
     }
     let config = &services.config;
-    let flush_deadline = Instant::now() + config.cancellation_grace + config.report_flush_timeout;
-    if tokio::time::timeout_at(flush_deadline, services.tasks.wait()).await.is_err() {
-        services.reporter.give_up();
-        // Giving up ends every delivery at once; this wait only lets the tasks unwind.
-        let _ = tokio::time::timeout(UNWIND, services.tasks.wait()).await;
+    let cancelled_at = Instant::now();
+    let flush_deadline = cancelled_at + config.cancellation_grace + config.report_flush_timeout;
+    // An attempt whose task runs settles within the grace. What is still unsettled a
+    // moment later is taken over from here: its task may not run again (a handler
+    // blocking its thread), and a report both sides deliver is answered 409 once.
+    let take_over_at = cancelled_at + config.cancellation_grace + TAKEOVER_MARGIN.min(config.report_flush_timeout / 4);
+    tokio::select! {
+        () = settled(services) => return undelivered(services),
+        () = tokio::time::sleep_until(take_over_at) => {}
     }
-    let mut undelivered = services.reporter.undelivered();
-    for id in services.in_flight.ids() {
+    for attempt in services.in_flight.all() {
+        services.takeovers.take_over(attempt, CancelReason::Shutdown, true);
+    }
+    if tokio::time::timeout_at(flush_deadline, settled(services)).await.is_err() {
+        services.takeovers.give_up();
+        // Giving up ends every delivery at once; this wait only lets the tasks unwind.
+        let _ = tokio::time::timeout(UNWIND, settled(services)).await;
+    }
+    undelivered(services)
+}
+
+/// Resolves once nothing more is to be sent: every delivery made from this runtime
+/// ended, and every attempt still in flight is done (one whose handler blocks its
+/// thread stays in flight after its takeover).
+async fn settled(services: &Services) {
+    services.takeovers.wait().await;
+    // Polled: the table notifies nobody when an attempt ends, which keeps that path
+    // cheap; this runs only during a shutdown.
+    while !services.in_flight.unsettled().is_empty() {
+        tokio::time::sleep(SETTLED_POLL).await;
+    }
+    services.takeovers.wait().await;
+}
+
+fn undelivered(services: &Services) -> Vec<Uuid> {
+    let mut undelivered = services.takeovers.undelivered();
+    for id in services.in_flight.unsettled() {
         if !undelivered.contains(&id) {
             undelivered.push(id);
         }
@@ -151,3 +180,7 @@ pub(super) async fn drain(
 
 /// How long attempts get to unwind once their reports were given up.
 const UNWIND: Duration = Duration::from_millis(100);
+/// At most this long after the cancellation grace, what is unsettled is taken over.
+const TAKEOVER_MARGIN: Duration = Duration::from_millis(250);
+/// How often a shutdown looks whether every attempt is done.
+const SETTLED_POLL: Duration = Duration::from_millis(10);

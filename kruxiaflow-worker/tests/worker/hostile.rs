@@ -380,14 +380,105 @@ async fn a_handler_stuck_in_blocking_code_cannot_keep_the_worker_from_stopping()
         }),
         "rust",
     );
-    let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1));
+    let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1).retry(RetrySettings::attempts(1)));
     let worker = RunningWorker::start(config(&server), registry);
     let failure = server.wait_for(id).await.expect_failed().clone();
     let stopping = Instant::now();
     worker.stop().await.unwrap();
 
+    // The handler's own task never runs again: only the worker's runtime can settle it.
     assert_eq!(failure.code, "TIMEOUT");
+    assert_eq!(failure.message, "Activity execution timed out after 1s");
     assert!(stopping.elapsed() < Duration::from_secs(10), "stopping took {:?}", stopping.elapsed());
+}
+
+#[tokio::test]
+async fn at_shutdown_the_worker_settles_what_activity_threads_blocked_in_handlers_cannot() {
+    let server = FakeServer::start().await;
+    let (answered, started) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut registry = ActivityRegistry::new();
+    let quick_ran = Arc::clone(&answered);
+    registry.register(
+        activity("quick", move |_p, _ctx| {
+            quick_ran.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(ActivityResult::value("answer", 42)) }
+        }),
+        "rust",
+    );
+    let counted = Arc::clone(&started);
+    registry.register(
+        activity("blocker", move |_p, _ctx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                std::thread::sleep(Duration::from_secs(20));
+                Ok(ActivityResult::empty())
+            }
+        }),
+        "rust",
+    );
+    let config = WorkerConfig { max_concurrent_activities: 64, ..config(&server) };
+    let bound = config.shutdown_bound();
+    // The quick activity's completion gets no answer until the HTTP timeout (5 s), and
+    // meanwhile handlers block the threads of the activities' runtime.
+    server.faults().inject(Endpoint::Complete, Fault::Hang, 1);
+    let quick = server.enqueue(NewActivity::new("rust", "quick"));
+    let worker = RunningWorker::start(config, registry);
+    eventually("the quick activity ran", || answered.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let blockers: Vec<_> = (0..threads)
+        .map(|_| server.enqueue(NewActivity::new("rust", "blocker").retry(RetrySettings::attempts(1))))
+        .collect();
+    eventually("a blocker runs", || started.load(Ordering::SeqCst) > 0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = Instant::now();
+    let result = worker.stop().await;
+    let took = stopping.elapsed();
+
+    assert!(result.is_ok(), "every report was delivered: {result:?}");
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}; the bound is {bound:?}");
+    // Delivered again from the worker's runtime, before the first request timed out.
+    assert_eq!(server.activity(quick).unwrap().outcome.unwrap().expect_completed().output["answer"], 42);
+    assert_eq!(server.log().to(Endpoint::Complete).len(), 1, "the hanging request is never answered");
+    // Each blocker was claimed by a poller on a thread not yet blocked, and is failed
+    // for the server to retry.
+    for id in blockers {
+        assert_eq!(server.activity(id).unwrap().outcome.unwrap().expect_failed().code, "WORKER_SHUTDOWN", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn the_retry_of_an_attempt_stuck_in_blocking_code_runs_on_this_worker() {
+    let server = FakeServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut registry = ActivityRegistry::new();
+    let counted = Arc::clone(&calls);
+    registry.register(
+        activity("stuck_once", move |_p, _ctx| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call == 0 {
+                    std::thread::sleep(Duration::from_secs(8));
+                }
+                Ok(ActivityResult::value("call", call))
+            }
+        }),
+        "rust",
+    );
+    let id =
+        server.enqueue(NewActivity::new("rust", "stuck_once").timeout_seconds(1).retry(RetrySettings::attempts(2)));
+    let worker = RunningWorker::start(config(&server), registry);
+    let completion = server.wait_for(id).await.expect_completed().clone();
+    worker.stop().await.unwrap();
+
+    // The first attempt was failed as a timeout while its handler still blocked its
+    // thread; the server's retry came back to this worker and was not refused as a
+    // duplicate of it.
+    assert_eq!(completion.attempts, 2);
+    assert_eq!(completion.output["call"], 1);
+    let failures = server.activity(id).unwrap().failures;
+    assert_eq!(failures.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), ["TIMEOUT"]);
 }
 
 #[tokio::test]
