@@ -71,11 +71,11 @@ struct Services {
     config: WorkerConfig,
     retry: RetryPolicy,
     registry: ActivityRegistry,
-    /// The worker's own traffic, on `control`: heartbeats and takeovers.
+    /// The worker's own traffic, on `control`: heartbeats, takeovers, token streams.
     client: ApiClient,
     control: Handle,
     /// The activities' traffic, on `activities`, over its own connection pool: polls,
-    /// reports, file transfers, token streams. Each pool's connections are driven by
+    /// reports, file transfers. Each pool's connections are driven by
     /// the runtime that opened them, so a request never wakes the other runtime.
     work: ApiClient,
     /// Where pollers and attempts run. While every one of its threads is blocked, the

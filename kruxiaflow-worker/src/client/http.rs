@@ -10,7 +10,7 @@ use crate::config::{ConfigError, WorkerConfig, env};
 pub(crate) type HttpCustomizer = Arc<dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync>;
 
 /// The worker's two connection pools: one for its own control traffic, one for the
-/// activities' traffic (reports, file transfers, token streams). Control requests must
+/// activities' traffic (polls, reports, file transfers). Control requests must
 /// never ride a connection an activity opened, since such a connection is driven by an
 /// activity thread; and activities' requests on the control pool would wake the
 /// worker's runtime for each of them.

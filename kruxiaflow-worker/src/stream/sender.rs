@@ -56,13 +56,13 @@ impl StreamDriver {
         (Self { outbox, transport: Some(Box::new(transport)), running: None }, stream)
     }
 
-    /// Starts the sender on the current runtime, in the current span.
-    pub(crate) fn start(&mut self) {
+    /// Starts the sender on `runtime`, in the current span.
+    pub(crate) fn start(&mut self, runtime: &tokio::runtime::Handle) {
         let Some(transport) = self.transport.take() else { return };
         let (end_tx, end_rx) = oneshot::channel();
         let sender =
             Sender { outbox: Arc::clone(&self.outbox), transport, index: 0, ever_active: false, failure: None };
-        let task = tokio::spawn(sender.run(end_rx).in_current_span());
+        let task = runtime.spawn(sender.run(end_rx).in_current_span());
         self.running = Some((end_tx, AbortOnDropHandle::new(task)));
     }
 

@@ -68,7 +68,7 @@ fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSe
         deadline: Some(deadline),
     };
     let (stream, ctx) = if stream::opted_in(&info.settings) {
-        let transport = ServerTransport::new(services.work.clone(), info.activity_id, services.config.http_timeout);
+        let transport = ServerTransport::new(services.client.clone(), info.activity_id, services.config.http_timeout);
         let (driver, stream) = StreamDriver::new(transport);
         (Some(driver), ActivityContext::with_stream(info, Arc::new(backend), stream))
     } else {

@@ -79,7 +79,7 @@ impl StreamTransport for Memory {
 
 fn started(script: &Arc<Script>) -> (StreamDriver, TokenStream) {
     let (mut driver, stream) = StreamDriver::new(Memory(Arc::clone(script)));
-    driver.start();
+    driver.start(&tokio::runtime::Handle::current());
     (driver, stream)
 }
 
