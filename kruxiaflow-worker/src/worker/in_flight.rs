@@ -103,9 +103,10 @@ impl InFlight {
 
     /// Registers the attempt of `ctx`, or `None` when that activity already runs here
     /// (a lease that expired under us, reclaimed by our own poll: the attempt already
-    /// running still holds the claim and will report). An attempt that is done but
-    /// still here — a handler blocking its thread after its takeover — is replaced:
-    /// the new claim is the server's next attempt, and must run.
+    /// running still holds the claim and will report). An attempt whose report is
+    /// decided but that is still here — still delivering it, or a handler blocking its
+    /// thread after its takeover — is replaced: the new claim is the server's next
+    /// attempt, and must run.
     pub(super) fn register(
         self: &Arc<Self>,
         ctx: &ActivityContext,
@@ -117,7 +118,7 @@ impl InFlight {
         let (generation, wake_keeper, replaced) = {
             let mut table = self.lock();
             let replaced = match table.attempts.get(&activity_id) {
-                Some(entry) if !entry.state.stage.is_done() => return None,
+                Some(entry) if !entry.state.stage.is_decided() => return None,
                 Some(_) => table.remove(activity_id),
                 None => None,
             };
@@ -182,9 +183,18 @@ impl InFlight {
 
     /// Schedules the next heartbeat of `activity_id`, sooner than its interval if the
     /// server suggested so.
-    pub(super) fn reschedule_heartbeat(&self, activity_id: Uuid, suggested: Option<Duration>) {
+    pub(super) fn reschedule_heartbeat(
+        &self,
+        state: &Arc<AttemptState>,
+        activity_id: Uuid,
+        suggested: Option<Duration>,
+    ) {
         let mut table = self.lock();
         let Some(entry) = table.attempts.get_mut(&activity_id) else { return };
+        // The answer may be for an attempt replaced meanwhile, whose beats are over.
+        if !Arc::ptr_eq(&entry.state, state) || entry.heartbeat_at.is_some() {
+            return;
+        }
         if let Some(suggested) = suggested {
             entry.heartbeat_every = entry.heartbeat_every.min(suggested);
         }
@@ -213,6 +223,12 @@ impl InFlight {
 
     pub(super) fn len(&self) -> usize {
         self.lock().attempts.len()
+    }
+
+    /// Whether an attempt is still to end on its own: every one still here but those a
+    /// takeover settled while their handlers block their threads.
+    pub(super) fn any_to_end(&self) -> bool {
+        self.lock().attempts.values().any(|e| !e.state.stage.is_left_behind())
     }
 
     /// The activities of the attempts for which something may still have to be sent.
@@ -350,7 +366,11 @@ mod tests {
         let (due, next) = in_flight.take_due(Instant::now());
         assert_eq!(kinds(&due), [("heartbeat", a), ("heartbeat", b)]);
         assert_eq!(next, Some(Instant::now() + Duration::from_secs(9)), "a's overdue check, 25 s after it started");
-        in_flight.reschedule_heartbeat(a, Some(Duration::from_secs(3)));
+        let state_a = match &due[0] {
+            Due::Heartbeat { state, .. } => Arc::clone(state),
+            Due::Overdue(_) => unreachable!(),
+        };
+        in_flight.reschedule_heartbeat(&state_a, a, Some(Duration::from_secs(3)));
         let (_, next) = in_flight.take_due(Instant::now());
         assert_eq!(next, Some(Instant::now() + Duration::from_secs(3)), "the server asked for heartbeats every 3 s");
 

@@ -127,9 +127,9 @@ pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id:
                 match state.lease.judge(answer) {
                     Ok(response) => {
                         let suggested = response.next_heartbeat_seconds.filter(|&s| s > 0).map(Duration::from_secs);
-                        in_flight.reschedule_heartbeat(activity_id, suggested);
+                        in_flight.reschedule_heartbeat(&state, activity_id, suggested);
                     }
-                    Err(HeartbeatError::Failed(_)) => in_flight.reschedule_heartbeat(activity_id, None),
+                    Err(HeartbeatError::Failed(_)) => in_flight.reschedule_heartbeat(&state, activity_id, None),
                     // Lost or unknown: nothing more to renew.
                     Err(_) => {}
                 }

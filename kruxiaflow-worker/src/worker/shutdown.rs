@@ -155,14 +155,14 @@ pub(super) async fn drain(
     undelivered(services)
 }
 
-/// Resolves once nothing more is to be sent: every delivery made from this runtime
-/// ended, and every attempt still in flight is done (one whose handler blocks its
-/// thread stays in flight after its takeover).
+/// Resolves once nothing more is to be sent or logged: every delivery made from this
+/// runtime ended, and every attempt ended but those a takeover settled while their
+/// handlers block their threads.
 async fn settled(services: &Services) {
     services.takeovers.wait().await;
     // Polled: the table notifies nobody when an attempt ends, which keeps that path
     // cheap; this runs only during a shutdown.
-    while !services.in_flight.unsettled().is_empty() {
+    while services.in_flight.any_to_end() {
         tokio::time::sleep(SETTLED_POLL).await;
     }
     services.takeovers.wait().await;

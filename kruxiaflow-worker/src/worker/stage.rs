@@ -14,6 +14,8 @@ const RUNNING: u8 = 0;
 const SETTLED: u8 = 1;
 const TAKEN_OVER: u8 = 2;
 const DONE: u8 = 3;
+/// Done by a takeover: the attempt's own task may never end.
+const LEFT_BEHIND: u8 = 4;
 
 /// How far an attempt has come towards its report.
 pub(super) struct Stage {
@@ -76,12 +78,24 @@ impl Stage {
 
     /// The takeover is over: delivered, refused or given up.
     pub(super) fn takeover_ended(&self) {
-        self.state.store(DONE, Ordering::Release);
+        self.state.store(LEFT_BEHIND, Ordering::Release);
     }
 
     /// Whether nothing more will be sent for this attempt.
     pub(super) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
+        matches!(self.state.load(Ordering::Acquire), DONE | LEFT_BEHIND)
+    }
+
+    /// Whether its report is decided (delivered or not): a new claim of the same
+    /// activity is then the server's next attempt.
+    pub(super) fn is_decided(&self) -> bool {
+        self.state.load(Ordering::Acquire) != RUNNING
+    }
+
+    /// Whether a takeover settled it: its own task (a handler blocking its thread) is
+    /// not waited for.
+    pub(super) fn is_left_behind(&self) -> bool {
+        self.state.load(Ordering::Acquire) == LEFT_BEHIND
     }
 
     fn advance(&self, from: u8, to: u8) -> bool {

@@ -467,7 +467,7 @@ async fn the_retry_of_an_attempt_stuck_in_blocking_code_runs_on_this_worker() {
         "rust",
     );
     let id =
-        server.enqueue(NewActivity::new("rust", "stuck_once").timeout_seconds(1).retry(RetrySettings::attempts(2)));
+        server.enqueue(NewActivity::new("rust", "stuck_once").timeout_seconds(2).retry(RetrySettings::attempts(2)));
     let worker = RunningWorker::start(config(&server), registry);
     let completion = server.wait_for(id).await.expect_completed().clone();
     worker.stop().await.unwrap();
