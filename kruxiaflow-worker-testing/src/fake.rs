@@ -340,6 +340,13 @@ impl FakeServer {
         self.state.tokens.revoke_all();
     }
 
+    /// Rotates the client secret, as an operator does: from now on the token endpoint
+    /// accepts only `secret` with the client id. Tokens already issued stay valid
+    /// (revoke them with [`revoke_tokens`](Self::revoke_tokens)).
+    pub fn rotate_client_secret(&self, secret: impl Into<String>) {
+        self.state.tokens.rotate_secret(secret.into());
+    }
+
     /// How many tokens have been issued (revoked ones excluded).
     pub fn tokens_issued(&self) -> usize {
         self.state.tokens.issued_count()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -191,29 +191,47 @@ impl ApiClient {
         decode(url.as_str(), response).await
     }
 
-    /// Sends one request with a bearer token (when configured); on 401 fetches a fresh
-    /// token and tries once more. Non-success statuses become errors.
+    /// Sends one request with a bearer token (when configured); on the server's 401
+    /// tries once more with a newer token (see [`TokenSource::after_refusal`]).
+    /// Non-success statuses become errors.
     async fn send_authenticated(&self, request: &Request<'_>) -> Result<reqwest::Response, ClientError> {
+        let url = request.url.as_str();
         let Some(auth) = &self.auth else {
             let response = self.send(request, None).await?;
-            if response.status() == StatusCode::UNAUTHORIZED {
-                return Err(ClientError::CredentialsRequired);
-            }
-            return check_status(request.url.as_str(), response).await;
+            return match check_status(url, response).await {
+                Err(error) if error.verdict() == Some(401) => Err(ClientError::CredentialsRequired),
+                other => other,
+            };
         };
         let token = auth.token().await?;
-        let response = self.send(request, Some(&token)).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return check_status(request.url.as_str(), response).await;
+        let refused = match self.send_with(request, &token).await {
+            Err(error) if error.verdict() == Some(401) => error,
+            answered => return answered,
+        };
+        let streaming = request.url.path().contains("/ws/");
+        let token = auth.after_refusal(&token, streaming).await.map_err(|error| match error {
+            ClientError::Unauthorized(reason) => {
+                ClientError::Unauthorized(format!("{} ({reason})", refused.server_message()))
+            }
+            other => other,
+        })?;
+        match self.send_with(request, &token).await {
+            Err(error) if error.verdict() == Some(401) => Err(ClientError::Unauthorized(error.server_message())),
+            answered => answered,
         }
-        auth.invalidate(&token);
-        let token = auth.token().await?;
-        let response = self.send(request, Some(&token)).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            let error = check_status(request.url.as_str(), response).await.err().map(|e| e.server_message());
-            return Err(ClientError::Unauthorized(error.unwrap_or_default()));
+    }
+
+    /// Sends `request` with `token`, noting whether the server took the token.
+    async fn send_with(&self, request: &Request<'_>, token: &auth::Token) -> Result<reqwest::Response, ClientError> {
+        let answered = check_status(request.url.as_str(), self.send(request, Some(token.as_str())).await?).await;
+        let server_took_it = match &answered {
+            Ok(_) => true,
+            Err(error) => error.verdict().is_some_and(|status| status != 401),
+        };
+        if server_took_it {
+            token.accepted();
         }
-        check_status(request.url.as_str(), response).await
+        answered
     }
 
     async fn send(&self, request: &Request<'_>, token: Option<&str>) -> Result<reqwest::Response, ClientError> {

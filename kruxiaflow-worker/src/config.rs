@@ -1,6 +1,7 @@
 //! Worker configuration: from the environment or from code.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// The API URL when `KRUXIAFLOW_API_URL` is unset: a server on this machine, as in the
@@ -51,6 +52,9 @@ pub mod env {
     pub const REPORT_FLUSH_TIMEOUT: &str = "KRUXIAFLOW_WORKER_REPORT_FLUSH_TIMEOUT";
     /// Seconds one API request may take, and a file transfer may make no progress.
     pub const HTTP_TIMEOUT: &str = "KRUXIAFLOW_WORKER_HTTP_TIMEOUT";
+    /// Seconds a token stream lets text gather after a request before it sends the
+    /// next one; `0` sends at once.
+    pub const STREAM_LINGER: &str = "KRUXIAFLOW_WORKER_STREAM_LINGER";
     /// A PEM file of extra CA certificates to trust (a private CA), besides the
     /// operating system's and the bundled web roots.
     pub const CA_CERT_FILE: &str = "KRUXIAFLOW_CA_CERT_FILE";
@@ -75,6 +79,7 @@ pub mod env {
             "cancellation_grace" => CANCELLATION_GRACE,
             "report_flush_timeout" => REPORT_FLUSH_TIMEOUT,
             "http_timeout" => HTTP_TIMEOUT,
+            "stream_linger" => STREAM_LINGER,
             _ => return None,
         })
     }
@@ -86,17 +91,47 @@ pub struct Credentials {
     /// OAuth client id.
     pub client_id: String,
     client_secret: String,
+    /// Where the secret was read from, to read it again when the token endpoint
+    /// refuses it (a secret mount rotated in place).
+    secret_file: Option<std::path::PathBuf>,
 }
 
 impl Credentials {
     /// Credentials for the client-credentials grant.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self { client_id: client_id.into(), client_secret: client_secret.into() }
+        Self { client_id: client_id.into(), client_secret: client_secret.into(), secret_file: None }
+    }
+
+    /// Credentials whose secret is the content of `path` (without its line end), as a
+    /// Docker or Kubernetes secret mounts it. When the token endpoint refuses the
+    /// secret, the worker reads the file again and, if it changed, uses the new secret.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("secret");
+    /// # std::fs::write(&path, "s3cret\n").unwrap();
+    /// use kruxiaflow_worker::Credentials;
+    ///
+    /// let credentials = Credentials::from_secret_file("my-worker", &path).unwrap();
+    /// assert_eq!(credentials.client_secret(), "s3cret");
+    /// ```
+    pub fn from_secret_file(
+        client_id: impl Into<String>,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let client_secret = read_secret(path)?;
+        Ok(Self { client_id: client_id.into(), client_secret, secret_file: Some(path.to_owned()) })
     }
 
     /// The secret, for building the token request.
     pub fn client_secret(&self) -> &str {
         &self.client_secret
+    }
+
+    /// The file the secret was read from, if it was.
+    pub fn secret_file(&self) -> Option<&std::path::Path> {
+        self.secret_file.as_deref()
     }
 }
 
@@ -150,6 +185,11 @@ pub struct WorkerConfig {
     /// Timeout of one API request; also how long a file transfer may make no progress
     /// (transfers as such have no total limit).
     pub http_timeout: Duration,
+    /// How long a token stream lets text gather after a request before it sends the
+    /// next (40 ms by default: at most 25 requests a second per stream, whatever the
+    /// token rate); the first text after a pause goes out at once. Zero sends every
+    /// increment as soon as the previous request is answered.
+    pub stream_linger: Duration,
     /// A PEM file of extra CA certificates to trust, besides the operating system's
     /// roots (which honour `SSL_CERT_FILE`) and the bundled web roots.
     pub ca_cert_file: Option<std::path::PathBuf>,
@@ -182,6 +222,7 @@ impl WorkerConfig {
             cancellation_grace: Duration::from_secs(2),
             report_flush_timeout: Duration::from_secs(10),
             http_timeout: Duration::from_secs(30),
+            stream_linger: crate::stream::DEFAULT_LINGER,
             ca_cert_file: None,
             metrics_addr: None,
         }
@@ -239,12 +280,13 @@ impl WorkerConfig {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Conflict { first: env::CLIENT_SECRET, second: env::CLIENT_SECRET_FILE });
             }
-            (Some(secret), None) => Some(secret),
-            (None, Some(path)) => Some(read_secret(path.trim())?),
+            (Some(secret), None) => Some(Secret::Value(secret)),
+            (None, Some(path)) => Some(Secret::File(path.trim().into())),
             (None, None) => None,
         };
         config.credentials = match (get(env::CLIENT_ID), secret) {
-            (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
+            (Some(id), Some(Secret::Value(secret))) => Some(Credentials::new(id, secret)),
+            (Some(id), Some(Secret::File(path))) => Some(Credentials::from_secret_file(id, path)?),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::PartialCredentials { missing: env::CLIENT_SECRET, set: env::CLIENT_ID });
@@ -291,6 +333,12 @@ impl WorkerConfig {
         config.cancellation_grace = seconds(env::CANCELLATION_GRACE, config.cancellation_grace)?;
         config.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, config.report_flush_timeout)?;
         config.http_timeout = seconds(env::HTTP_TIMEOUT, config.http_timeout)?;
+        if let Some(raw) = get(env::STREAM_LINGER) {
+            config.stream_linger = match raw.trim().parse::<f64>() {
+                Ok(0.0) => Duration::ZERO,
+                _ => parse_seconds(env::STREAM_LINGER, &raw)?,
+            };
+        }
         config.ca_cert_file = get(env::CA_CERT_FILE).map(|path| path.trim().into());
         if let Some(raw) = get(env::METRICS_ADDR) {
             let addr = raw
@@ -344,16 +392,24 @@ impl WorkerConfig {
                 "an integer from 1 to 100000",
             ));
         }
-        let durations = [
-            ("poll_interval", self.poll_interval),
-            ("activity_timeout", self.activity_timeout),
-            ("heartbeat_interval", self.heartbeat_interval),
-            ("report_flush_timeout", self.report_flush_timeout),
-            ("http_timeout", self.http_timeout),
-        ];
-        for (name, value) in durations {
-            if value.is_zero() {
-                return Err(invalid(name, "0s", "a positive duration"));
+        for (name, value, range) in [
+            ("poll_interval", self.poll_interval, POLL_INTERVAL_RANGE),
+            ("activity_timeout", self.activity_timeout, ACTIVITY_TIMEOUT_RANGE),
+            ("heartbeat_interval", self.heartbeat_interval, HEARTBEAT_INTERVAL_RANGE),
+            ("shutdown_timeout", self.shutdown_timeout, SHUTDOWN_TIMEOUT_RANGE),
+            ("cancellation_grace", self.cancellation_grace, CANCELLATION_GRACE_RANGE),
+            ("report_flush_timeout", self.report_flush_timeout, REPORT_FLUSH_TIMEOUT_RANGE),
+            ("http_timeout", self.http_timeout, HTTP_TIMEOUT_RANGE),
+            ("stream_linger", self.stream_linger, STREAM_LINGER_RANGE),
+        ] {
+            if !range.contains(&value) {
+                let shown = |d: &Duration| humantime::format_duration(*d).to_string();
+                return Err(ConfigError::OutOfRange {
+                    name: name.to_owned(),
+                    value: shown(&value),
+                    min: shown(range.start()),
+                    max: shown(range.end()),
+                });
             }
         }
         if let Some(credentials) = &self.credentials
@@ -364,6 +420,20 @@ impl WorkerConfig {
         Ok(())
     }
 }
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+/// The durations a configuration may set: below these floors nothing can work (a
+/// 200 µs HTTP timeout never gets an answer), above these ceilings a typo (`3600` for
+/// `3600ms`) would silently stall the worker.
+const POLL_INTERVAL_RANGE: RangeInclusive<Duration> = Duration::from_millis(10)..=HOUR;
+const ACTIVITY_TIMEOUT_RANGE: RangeInclusive<Duration> = SECOND..=Duration::from_secs(30 * 24 * 3600);
+const HEARTBEAT_INTERVAL_RANGE: RangeInclusive<Duration> = Duration::from_millis(100)..=HOUR;
+const SHUTDOWN_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(24 * 3600);
+const CANCELLATION_GRACE_RANGE: RangeInclusive<Duration> = Duration::ZERO..=HOUR;
+const REPORT_FLUSH_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_millis(100)..=HOUR;
+const HTTP_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_millis(100)..=HOUR;
+const STREAM_LINGER_RANGE: RangeInclusive<Duration> = Duration::ZERO..=SECOND;
 
 /// `^[A-Za-z0-9_-]{1,255}$`: the rule for worker types and activity names.
 pub(crate) fn is_identifier(s: &str) -> bool {
@@ -392,8 +462,15 @@ fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
     parsed.ok_or_else(|| invalid(name, raw, "a positive number of seconds, or a duration such as 30s or 100ms"))
 }
 
-/// The secret in the file at `path`, without the line end most tools add.
-fn read_secret(path: &str) -> Result<String, ConfigError> {
+/// Where the client secret comes from.
+enum Secret {
+    Value(String),
+    File(std::path::PathBuf),
+}
+
+/// The secret in the file at `path`, without the line end most tools add. The error
+/// never quotes the file's content.
+pub(crate) fn read_secret(path: &std::path::Path) -> Result<String, ConfigError> {
     let unreadable =
         |detail: String| ConfigError::SecretFile { name: env::CLIENT_SECRET_FILE, path: path.into(), detail };
     let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
@@ -434,8 +511,10 @@ pub enum ConfigError {
         /// The other.
         second: &'static str,
     },
-    /// The client secret file cannot be read.
-    #[error("{name} names {path:?}, which cannot be read as the client secret: {detail}")]
+    /// The client secret file cannot be read. The message shows the path only when it
+    /// is absolute: a relative "path" may be the secret itself, set in the wrong
+    /// variable.
+    #[error("{name} names {}, which cannot be read as the client secret: {detail}", shown_secret_path(path))]
     SecretFile {
         /// The variable.
         name: &'static str,
@@ -447,6 +526,18 @@ pub enum ConfigError {
     /// The HTTP client could not be built from these settings.
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
+    /// A duration outside the range that can work.
+    #[error("{name} must be from {min} to {max}, got {value}")]
+    OutOfRange {
+        /// Variable or field name.
+        name: String,
+        /// The rejected value.
+        value: String,
+        /// The least accepted.
+        min: String,
+        /// The most accepted.
+        max: String,
+    },
     /// A value does not parse or is out of range.
     #[error("{name} must be {expected}, got {value:?}")]
     Invalid {
@@ -459,6 +550,19 @@ pub enum ConfigError {
     },
 }
 
+/// An absolute path as it is; anything else only by its length.
+fn shown_secret_path(path: &std::path::Path) -> String {
+    if path.is_absolute() {
+        format!("{path:?}")
+    } else {
+        let length = path.as_os_str().len();
+        format!(
+            "a relative path ({length} bytes, not shown: if it is the secret itself, set {} instead)",
+            env::CLIENT_SECRET
+        )
+    }
+}
+
 impl ConfigError {
     /// The same error, naming the environment variable `variable_of` gives for the
     /// field it names, if any.
@@ -467,6 +571,10 @@ impl ConfigError {
             Self::Invalid { name, value, expected } => {
                 let name = variable_of(&name).map_or(name, str::to_owned);
                 Self::Invalid { name, value, expected }
+            }
+            Self::OutOfRange { name, value, min, max } => {
+                let name = variable_of(&name).map_or(name, str::to_owned);
+                Self::OutOfRange { name, value, min, max }
             }
             other => other,
         }

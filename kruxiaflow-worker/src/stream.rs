@@ -5,6 +5,7 @@
 //! `{"enabled": true}`); it streams only while someone is subscribed. Streaming never
 //! settles an activity: what the workflow keeps is the output of `/complete`.
 
+mod ending;
 mod outbox;
 mod sender;
 mod server;
@@ -16,8 +17,9 @@ use serde_json::{Map, Value};
 use crate::context::BoxFuture;
 use crate::report::Report;
 
+pub(crate) use ending::StreamEnding;
 pub(crate) use outbox::MAX_QUEUED_BYTES;
-pub(crate) use sender::StreamDriver;
+pub(crate) use sender::{DEFAULT_LINGER, StreamDriver};
 pub(crate) use server::ServerTransport;
 
 /// Where an activity sends its output as it produces it. Get it with

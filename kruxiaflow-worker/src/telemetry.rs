@@ -103,7 +103,10 @@ fn describe() {
     );
     describe_histogram!(ACTIVITY_DURATION, Unit::Seconds, "Handler start to report accepted, by outcome");
     describe_gauge!(ACTIVITIES_IN_FLIGHT, "Attempts claimed and not yet settled");
-    describe_gauge!(SLOTS_FREE, "Free places for activities (max_concurrent_activities minus those in use)");
+    describe_gauge!(
+        SLOTS_FREE,
+        "Slots not running an activity (max_concurrent_activities minus the activities running)"
+    );
     describe_counter!(POLLS, "Polls by result: work, empty or error");
     describe_histogram!(POLL_DURATION, Unit::Seconds, "Time for the server to answer a poll");
     describe_counter!(RPC_RETRIES, "Requests retried after a transient failure, by endpoint");
@@ -261,8 +264,14 @@ impl WorkerMetrics {
         }
     }
 
-    pub(crate) fn slots_free(&self, free: usize) {
-        self.slots_free.set(free as f64);
+    /// All `count` slots are free (at startup).
+    pub(crate) fn all_slots_free(&self, count: usize) {
+        self.slots_free.set(count as f64);
+    }
+
+    /// Changes the free slots by `delta`.
+    pub(crate) fn slots_free(&self, delta: f64) {
+        self.slots_free.increment(delta);
     }
 
     pub(crate) fn reports_pending(&self, delta: f64) {

@@ -11,6 +11,7 @@ mod lease;
 mod listener;
 mod poller;
 mod shutdown;
+mod slots;
 mod stage;
 mod takeover;
 
@@ -18,7 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -81,12 +81,12 @@ struct Services {
     /// Where pollers and attempts run. While every one of its threads is blocked, the
     /// worker claims nothing: the work goes to workers that can start it.
     activities: Handle,
-    slots: Arc<Semaphore>,
+    slots: slots::Slots,
     reporter: Reporter,
     takeovers: Arc<Takeovers>,
     in_flight: Arc<InFlight>,
     metrics: Arc<WorkerMetrics>,
-    health: Health,
+    health: Arc<Health>,
 }
 
 impl WorkerManager {
@@ -177,7 +177,6 @@ impl WorkerManager {
             })
             .collect();
         let metrics = Arc::new(WorkerMetrics::new(registered.iter().map(|(w, a)| (w.as_str(), a.as_str()))));
-        let slots = Arc::new(Semaphore::new(self.config.max_concurrent_activities));
         let work = client.with_http(work);
         let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
         let worker_id = self.config.worker_id.clone();
@@ -190,14 +189,10 @@ impl WorkerManager {
             client,
             control: Handle::current(),
             activities: activities.handle(),
-            in_flight: Arc::new(InFlight::new(Arc::clone(&metrics), Arc::clone(&slots))),
-            slots,
+            in_flight: Arc::new(InFlight::new(Arc::clone(&metrics))),
+            slots: slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)),
             metrics,
-            health: Health::new(
-                &worker_types,
-                self.handle.phase().subscribe(),
-                health::stuck_after(self.config.http_timeout),
-            ),
+            health: Arc::new(Health::new(&worker_types, self.handle.phase().subscribe())),
             config: self.config,
             retry: self.retry,
             registry: self.registry,
@@ -208,7 +203,6 @@ impl WorkerManager {
             activities = ?services.registry.activity_types(),
             "worker started"
         );
-        services.metrics.slots_free(services.slots.available_permits());
         // Keeps leases until `run` ends, returned or dropped.
         let keeper = AbortOnDropHandle::new(tokio::spawn(lease::keep(
             Arc::clone(&services.in_flight),
@@ -217,8 +211,10 @@ impl WorkerManager {
             Arc::clone(&services.takeovers),
         )));
         // Stops serving however `run` ends, returned or dropped.
-        let serving = operator_listener
-            .map(|l| AbortOnDropHandle::new(tokio::spawn(listener::serve(l, Arc::clone(&services), prometheus))));
+        let serving = operator_listener.map(|l| {
+            let serve = listener::serve(l, Arc::clone(&services.health), prometheus, listener::Limits::DEFAULT);
+            AbortOnDropHandle::new(tokio::spawn(serve))
+        });
         let result = run_until_stopped(&services, shutdown, &self.handle).await;
         drop(serving);
         drop(keeper);

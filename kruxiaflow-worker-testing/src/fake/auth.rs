@@ -20,6 +20,8 @@ pub(crate) struct AuthConfig {
 
 pub(crate) struct Tokens {
     config: AuthConfig,
+    /// Replaces the configured client secret once it was rotated.
+    rotated_secret: Mutex<Option<String>>,
     issued: Mutex<HashMap<String, Issued>>,
 }
 
@@ -47,7 +49,7 @@ impl TokenError {
 
 impl Tokens {
     pub(crate) fn new(config: AuthConfig) -> Self {
-        Self { config, issued: Mutex::new(HashMap::new()) }
+        Self { config, rotated_secret: Mutex::new(None), issued: Mutex::new(HashMap::new()) }
     }
 
     pub(crate) fn dev_mode(&self) -> bool {
@@ -59,7 +61,15 @@ impl Tokens {
     }
 
     pub(crate) fn credentials_match(&self, client_id: &str, client_secret: &str) -> bool {
-        self.config.client.as_ref().is_some_and(|(id, secret)| id == client_id && secret == client_secret)
+        let rotated = self.rotated_secret.lock().unwrap_or_else(|e| e.into_inner());
+        self.config.client.as_ref().is_some_and(|(id, secret)| {
+            id == client_id && rotated.as_deref().unwrap_or(secret.as_str()) == client_secret
+        })
+    }
+
+    /// From now on only `secret` is accepted with the client id.
+    pub(crate) fn rotate_secret(&self, secret: String) {
+        *self.rotated_secret.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
     }
 
     pub(crate) fn issue(&self, clock: &Clock) -> String {

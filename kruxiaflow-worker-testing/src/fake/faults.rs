@@ -36,6 +36,11 @@ pub enum Fault {
     /// Answer `200 OK` with an HTML page, as a proxy's login page would; nothing is
     /// applied.
     HtmlPage,
+    /// Answer with this status and a plain-text body, as a load balancer or proxy does
+    /// for a server that is restarting behind it; nothing is applied. Unlike
+    /// [`Fault::Status`], the answer is not the server's: it says nothing about the
+    /// request.
+    ProxyStatus(u16),
 }
 
 /// Where [`Fault::Redirect`] points: another origin on the loopback interface.

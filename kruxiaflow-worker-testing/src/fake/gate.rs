@@ -161,6 +161,14 @@ async fn apply(fault: Option<Fault>, endpoint: Endpoint, request: Request, next:
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], "<html><body><h1>Please sign in</h1></body></html>")
                 .into_response(),
         ),
+        Some(Fault::ProxyStatus(status)) => refused(
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "no healthy upstream",
+            )
+                .into_response(),
+        ),
     }
 }
 

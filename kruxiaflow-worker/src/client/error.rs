@@ -79,12 +79,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether retrying may succeed: transport failures, 5xx, 408 and 429. Every other
-    /// answer (2xx, 404, 409, 422, 401 after a refresh, ...) is definitive.
+    /// Whether retrying may succeed: transport failures, 5xx, 408 and 429, and any
+    /// answer that is not the server's own [verdict](Self::verdict). Every verdict but
+    /// those (2xx, 404, 409, 422, 401 after a refresh, ...) is definitive.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transport { .. } | Self::Stalled { .. } => true,
-            Self::Status { status, .. } => is_transient_status(*status),
+            Self::Status { status, .. } => is_transient_status(*status) || self.verdict().is_none(),
             Self::Unauthorized(_)
             | Self::CredentialsRequired
             | Self::Redirect { .. }
@@ -93,25 +94,27 @@ impl ClientError {
         }
     }
 
-    /// Whether this is the server's final word on a report (complete or fail): a 4xx
-    /// about the report itself (400, 404, 409, 413, 422, ...). Everything else —
-    /// transport trouble, 5xx, throttling, and trouble getting a token or being
-    /// accepted with one — says nothing about the report, so it is sent again.
-    pub(crate) fn settles_report(&self) -> bool {
+    /// The status of an answer that is recognisably the Kruxia Flow server's own: one
+    /// with its JSON error envelope, or one of the plain-text rejections its HTTP
+    /// framework gives a request body it cannot take (400, 413, 415, 422). Any other
+    /// answer — the plain-text or HTML 404, 502 or 503 a load balancer gives while the
+    /// server restarts behind it — says nothing about the request: `None`.
+    pub fn verdict(&self) -> Option<u16> {
         match self {
-            Self::Status { status, .. } => {
-                (400..500).contains(status) && !matches!(status, 401 | 403 | 407 | 408 | 429)
-            }
-            _ => false,
+            Self::Status { status, code: Some(_), .. } => Some(*status),
+            Self::Status { status: status @ (400 | 413 | 415 | 422), code: None, .. } => Some(*status),
+            _ => None,
         }
     }
 
-    /// The HTTP status, when the server answered with one.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Self::Status { status, .. } => Some(*status),
-            _ => None,
-        }
+    /// Whether this is the server's final word on a report (complete or fail): its
+    /// [verdict](Self::verdict), a 4xx about the report itself (400, 404, 409, 413,
+    /// 422, ...). Everything else — transport trouble, 5xx, throttling, a proxy's
+    /// answer, and trouble getting a token or being accepted with one — says nothing
+    /// about the report, so it is sent again.
+    pub(crate) fn settles_report(&self) -> bool {
+        self.verdict()
+            .is_some_and(|status| (400..500).contains(&status) && !matches!(status, 401 | 403 | 407 | 408 | 429))
     }
 
     /// The server's message, or this error's text.
@@ -203,18 +206,38 @@ mod tests {
         assert!(!ClientError::Decode { url: "u".into(), detail: "x".into() }.is_transient());
     }
 
+    fn envelope(status: u16) -> ClientError {
+        ClientError::from_body("u", status, br#"{"error":{"code":"X","message":"m"}}"#)
+    }
+
     #[test]
     fn a_report_is_settled_only_by_the_servers_answer_about_the_report() {
         for status in [400, 404, 409, 413, 422] {
-            assert!(ClientError::from_body("u", status, b"").settles_report(), "{status}");
+            assert!(envelope(status).settles_report(), "{status}");
+        }
+        for status in [400, 413, 415, 422] {
+            assert!(ClientError::from_body("u", status, b"Failed to parse").settles_report(), "{status}");
         }
         for status in [401, 403, 408, 429, 500, 503] {
-            assert!(!ClientError::from_body("u", status, b"").settles_report(), "{status}");
+            assert!(!envelope(status).settles_report(), "{status}");
         }
         assert!(!ClientError::Unauthorized("token endpoint answered 401".into()).settles_report());
         assert!(!ClientError::Decode { url: "token".into(), detail: "html".into() }.settles_report());
         let redirect = ClientError::Redirect { url: "u".into(), status: 307, location: "x".into() };
         assert!(!redirect.settles_report());
+    }
+
+    #[test]
+    fn a_proxys_plain_text_answer_is_no_verdict_and_is_retried() {
+        for status in [401, 403, 404, 405, 409, 410, 502, 503] {
+            let proxy = ClientError::from_body("u", status, b"<html>no healthy upstream</html>");
+            assert_eq!(proxy.verdict(), None, "{status}");
+            assert!(proxy.is_transient(), "{status}");
+            assert!(!proxy.settles_report(), "{status}");
+        }
+        assert_eq!(envelope(404).verdict(), Some(404));
+        assert!(!envelope(404).is_transient());
+        assert_eq!(ClientError::from_body("u", 422, b"Failed to deserialize").verdict(), Some(422));
     }
 
     #[test]

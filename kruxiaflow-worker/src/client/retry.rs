@@ -135,10 +135,10 @@ mod tests {
         let result: Result<(), _> = policy()
             .retry("test", || {
                 calls += 1;
-                async { Err(ClientError::from_body("u", 409, b"")) }
+                async { Err(ClientError::from_body("u", 409, br#"{"error":{"code":"CONFLICT","message":"m"}}"#)) }
             })
             .await;
-        assert_eq!(result.unwrap_err().status(), Some(409));
+        assert_eq!(result.unwrap_err().verdict(), Some(409));
         assert_eq!(calls, 1);
 
         let mut calls = 0;

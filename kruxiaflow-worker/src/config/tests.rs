@@ -145,7 +145,9 @@ fn the_client_secret_can_come_from_a_file() {
     std::fs::write(&file, "s3cret\n").unwrap();
     let path = file.to_str().unwrap();
     let config = config_from(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, path)]).unwrap();
-    assert_eq!(config.credentials, Some(Credentials::new("me", "s3cret")));
+    let credentials = config.credentials.unwrap();
+    assert_eq!(credentials.client_secret(), "s3cret");
+    assert_eq!(credentials.secret_file(), Some(file.as_path()));
 
     assert_eq!(
         error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET, "x"), (env::CLIENT_SECRET_FILE, path)]),
@@ -163,6 +165,21 @@ fn the_client_secret_can_come_from_a_file() {
     assert!(error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, missing)]).starts_with(&format!(
         "KRUXIAFLOW_CLIENT_SECRET_FILE names {missing:?}, which cannot be read as the client secret: No such file"
     )));
+}
+
+#[test]
+fn a_secret_set_in_the_file_variable_by_mistake_is_never_printed() {
+    for secret in ["s3cr3t-value", "abc/def+ghi=="] {
+        let error = error_text(&[(env::CLIENT_ID, "me"), (env::CLIENT_SECRET_FILE, secret)]);
+        assert!(!error.contains(secret), "{error}");
+        assert!(
+            error.starts_with(&format!(
+                "KRUXIAFLOW_CLIENT_SECRET_FILE names a relative path ({} bytes, not shown: if it is the secret itself, set KRUXIAFLOW_CLIENT_SECRET instead), which cannot be read as the client secret: No such file",
+                secret.len()
+            )),
+            "{error}"
+        );
+    }
 }
 
 #[test]
@@ -235,4 +252,35 @@ fn secrets_in_clear_are_only_those_sent_over_http_off_this_machine() {
         assert!(!with(safe).sends_secrets_in_clear(), "{safe}");
     }
     assert!(!WorkerConfig::new("http://flow.example").sends_secrets_in_clear(), "no credentials, no secret");
+}
+
+#[test]
+fn durations_outside_what_can_work_are_refused_naming_the_variable_and_the_bounds() {
+    let cases = [
+        (env::HTTP_TIMEOUT, "0.0002", "KRUXIAFLOW_WORKER_HTTP_TIMEOUT must be from 100ms to 1h, got 200us"),
+        (env::HTTP_TIMEOUT, "2h", "KRUXIAFLOW_WORKER_HTTP_TIMEOUT must be from 100ms to 1h, got 2h"),
+        (env::POLL_INTERVAL, "1ms", "KRUXIAFLOW_WORKER_POLL_INTERVAL must be from 10ms to 1h, got 1ms"),
+        (env::ACTIVITY_TIMEOUT, "0.5", "KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT must be from 1s to 30days, got 500ms"),
+        (env::SHUTDOWN_TIMEOUT, "25h", "KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT must be from 0s to 1day, got 1day 1h"),
+        (env::CANCELLATION_GRACE, "90m", "KRUXIAFLOW_WORKER_CANCELLATION_GRACE must be from 0s to 1h, got 1h 30m"),
+        (
+            env::REPORT_FLUSH_TIMEOUT,
+            "10ms",
+            "KRUXIAFLOW_WORKER_REPORT_FLUSH_TIMEOUT must be from 100ms to 1h, got 10ms",
+        ),
+        (env::HEARTBEAT_INTERVAL, "2h", "KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL must be from 100ms to 1h, got 2h"),
+        (env::STREAM_LINGER, "5s", "KRUXIAFLOW_WORKER_STREAM_LINGER must be from 0s to 1s, got 5s"),
+    ];
+    for (variable, raw, expected) in cases {
+        assert_eq!(error_text(&[(variable, raw)]), expected, "{variable}={raw}");
+    }
+    let config = WorkerConfig { http_timeout: Duration::from_millis(1), ..WorkerConfig::default() };
+    assert_eq!(config.validate().unwrap_err().to_string(), "http_timeout must be from 100ms to 1h, got 1ms");
+}
+
+#[test]
+fn the_stream_linger_is_40_ms_unless_set_and_0_turns_it_off() {
+    assert_eq!(WorkerConfig::default().stream_linger, Duration::from_millis(40));
+    assert_eq!(config_from(&[(env::STREAM_LINGER, "0")]).unwrap().stream_linger, Duration::ZERO);
+    assert_eq!(config_from(&[(env::STREAM_LINGER, "25ms")]).unwrap().stream_linger, Duration::from_millis(25));
 }

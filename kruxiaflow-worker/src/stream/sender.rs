@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
@@ -21,7 +22,15 @@ pub(crate) const RECHECK_EVERY: Duration = Duration::from_secs(1);
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(300)];
 /// How long the end of an attempt may wait for its stream (the last text and the end
 /// message) before the attempt is reported without it.
-pub(crate) const FINISH_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const FINISH_DEADLINE: Duration = Duration::from_secs(10);
+/// Once the attempt ends, the request in flight and then the last text each get this
+/// long: the end message must not wait for a slow endpoint's answer about text that
+/// the end carries in full anyway.
+pub(crate) const LAST_TEXT_WITHIN: Duration = Duration::from_secs(1);
+/// How long the sender lets text gather after a request before it sends the next one,
+/// by default: at any token rate a stream costs at most 25 requests a second, which a
+/// reader cannot tell from one request a token.
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(40);
 
 /// Why a stream request did not succeed.
 #[derive(Debug)]
@@ -44,24 +53,34 @@ pub(crate) trait StreamTransport: Send + Sync + 'static {
 pub(crate) struct StreamDriver {
     outbox: Arc<Outbox>,
     transport: Option<Box<dyn StreamTransport>>,
+    linger: Duration,
     running: Option<(oneshot::Sender<StreamEnd>, AbortOnDropHandle<()>)>,
 }
 
 impl StreamDriver {
     /// A driver and the stream the activity sends to; nothing runs until
-    /// [`start`](Self::start).
-    pub(crate) fn new(transport: impl StreamTransport) -> (Self, TokenStream) {
+    /// [`start`](Self::start). After a request, the sender waits until `linger` has
+    /// passed since it went out before the next one.
+    pub(crate) fn new(transport: impl StreamTransport, linger: Duration) -> (Self, TokenStream) {
         let outbox = Arc::new(Outbox::new());
         let stream = TokenStream::to(Arc::clone(&outbox) as _);
-        (Self { outbox, transport: Some(Box::new(transport)), running: None }, stream)
+        (Self { outbox, transport: Some(Box::new(transport)), linger, running: None }, stream)
     }
 
     /// Starts the sender on `runtime`, in the current span.
     pub(crate) fn start(&mut self, runtime: &tokio::runtime::Handle) {
         let Some(transport) = self.transport.take() else { return };
         let (end_tx, end_rx) = oneshot::channel();
-        let sender =
-            Sender { outbox: Arc::clone(&self.outbox), transport, index: 0, ever_active: false, failure: None };
+        let sender = Sender {
+            outbox: Arc::clone(&self.outbox),
+            transport,
+            index: 0,
+            ever_active: false,
+            refused: false,
+            failure: None,
+            linger: self.linger,
+            last_request: None,
+        };
         let task = runtime.spawn(sender.run(end_rx).in_current_span());
         self.running = Some((end_tx, AbortOnDropHandle::new(task)));
     }
@@ -92,10 +111,16 @@ struct Sender {
     transport: Box<dyn StreamTransport>,
     /// Index of the next increment.
     index: u32,
-    /// Someone was subscribed at some point: only then is the stream ended.
+    /// Someone was subscribed at some point.
     ever_active: bool,
+    /// The server refused the stream for good (a subscriber check failed definitively,
+    /// such as a 401 for a token it accepts elsewhere): nothing more is asked.
+    refused: bool,
     /// Why the last request failed for good.
     failure: Option<String>,
+    linger: Duration,
+    /// When the last token request went out.
+    last_request: Option<Instant>,
 }
 
 impl Sender {
@@ -134,7 +159,26 @@ impl Sender {
                         end = &mut *ends => return end.ok(),
                         () = self.outbox.arrived.notified() => {}
                     }
-                    self.send_pending().await;
+                    // Lets text gather, so a fast stream costs a bounded number of
+                    // requests; the first text after a pause goes out at once.
+                    if let Some(at) = self.last_request.map(|last| last + self.linger)
+                        && at > Instant::now()
+                    {
+                        tokio::select! {
+                            biased;
+                            end = &mut *ends => return end.ok(),
+                            () = tokio::time::sleep_until(at) => {}
+                        }
+                    }
+                    let sending = self.send_pending();
+                    tokio::pin!(sending);
+                    tokio::select! {
+                        () = &mut sending => {}
+                        end = &mut *ends => {
+                            let _ = tokio::time::timeout(LAST_TEXT_WITHIN, sending).await;
+                            return end.ok();
+                        }
+                    }
                 }
                 Mode::GivenUp => {
                     let reason = match self.failure.take() {
@@ -154,7 +198,8 @@ impl Sender {
         }
     }
 
-    /// Activates the stream when someone is subscribed, idles it otherwise.
+    /// Activates the stream when someone is subscribed, idles it otherwise; gives up
+    /// when the server refuses the stream for good.
     fn subscribers_answered(&mut self, count: Result<u32, Failure>) {
         match count {
             Ok(count) if count > 0 => {
@@ -162,9 +207,14 @@ impl Sender {
                 self.outbox.activate();
             }
             Ok(_) => self.outbox.idle(),
-            Err(failure) => {
+            Err(failure) if failure.transient => {
                 tracing::debug!(error = %failure.message, "subscriber count unavailable; asking again soon");
                 self.outbox.idle();
+            }
+            Err(failure) => {
+                self.refused = true;
+                self.failure = Some(failure.message);
+                self.outbox.give_up();
             }
         }
     }
@@ -176,6 +226,7 @@ impl Sender {
             return;
         }
         let (transport, index) = (&self.transport, self.index);
+        self.last_request = Some(Instant::now());
         let sent = with_retries(|| transport.token(&text, index)).await;
         self.outbox.settle(text.len());
         match sent {
@@ -192,13 +243,17 @@ impl Sender {
         }
     }
 
-    /// The last text, then the end message (only for a stream someone watched).
+    /// The last text, then the end message, for a stream someone watches or watched.
     async fn finish(&mut self, end: Option<StreamEnd>) {
         let Some(end) = end else { return };
         if self.outbox.mode() == Mode::Active {
-            self.send_pending().await;
+            let _ = tokio::time::timeout(LAST_TEXT_WITHIN, self.send_pending()).await;
         }
-        if !self.ever_active {
+        // Nobody watched when the sender last looked, or it never looked (the stream
+        // gave up at once); a client that came since waits for the end all the same.
+        let watched =
+            self.ever_active || (!self.refused && matches!(self.transport.subscribers().await, Ok(count) if count > 0));
+        if !watched {
             return;
         }
         let transport = &self.transport;

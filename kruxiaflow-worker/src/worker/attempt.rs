@@ -9,16 +9,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, Span};
 
 use super::Services;
 use super::in_flight::{AttemptState, Registration};
+use super::slots::Slot;
 use crate::context::{ActivityContext, ActivityInfo, CancelReason};
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, settle};
-use crate::stream::{StreamDriver, StreamEnd};
 use crate::telemetry::Finished;
 use crate::text::Escaped;
 
@@ -30,11 +29,9 @@ pub(super) struct Attempt {
     pub(super) deadline: tokio::time::Instant,
     /// `None` for an item the server sent beyond what was asked for: it waits for a
     /// slot like any other claimed work, so the concurrency bound holds.
-    pub(super) slot: Option<OwnedSemaphorePermit>,
+    pub(super) slot: Option<Slot>,
     /// Its lease and stage, shared with the worker's runtime.
     pub(super) state: Arc<AttemptState>,
-    /// The token stream's sender, when the activity opted in to streaming.
-    pub(super) stream: Option<StreamDriver>,
     /// Held for its `Drop`: the attempt is in flight until this is dropped.
     pub(super) _registration: Registration,
 }
@@ -82,8 +79,8 @@ impl Attempt {
             return;
         };
         // Streaming never settles an activity: its end goes out first, then the report.
-        if let Some(stream) = self.stream.take() {
-            stream.finish(StreamEnd::for_report(Some(report))).await;
+        if let Some(stream) = &state.stream {
+            services.reporter.unless_given_up(stream.end(Some(report))).await;
         }
         let accepted = services.reporter.deliver(self.ctx.activity_id(), report, body, Some(&state.lease)).await;
         if state.stage.delivered() {
@@ -117,9 +114,7 @@ impl Attempt {
                     ctx.cancel(CancelReason::Timeout);
                     return HandlerOutcome::NotStarted;
                 }
-                permit = Arc::clone(&services.slots).acquire_owned() => {
-                    self.slot = Some(permit.expect("the slot semaphore is never closed"));
-                }
+                slot = services.slots.acquire() => self.slot = Some(services.slots.run_in(slot)),
             }
         }
         let info = ctx.info();
@@ -128,7 +123,7 @@ impl Attempt {
         };
         let params = std::mem::take(&mut self.params);
         services.metrics.started(&info.worker, &info.activity_name);
-        if let Some(stream) = &mut self.stream {
+        if let Some(stream) = &self.state.stream {
             // On the worker's runtime and pool: the sender sends at once whatever the
             // handler queued while its last request was out, and next to the handler
             // each request came back sooner with less in it — more requests, and more

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use uuid::Uuid;
@@ -23,22 +24,29 @@ pub(super) struct ServerBackend {
     state: Arc<AttemptState>,
     activity_id: Uuid,
     worker_id: String,
+    /// The activity's own heartbeats go out at most this often (the keeper's interval):
+    /// a loop calling `ctx.heartbeat()` for every item must not cost the server a
+    /// request each time.
+    heartbeat_every: Duration,
 }
 
 impl ServerBackend {
     pub(super) fn new(
         (client, control, transfers): (ApiClient, Handle, ApiClient),
         state: Arc<AttemptState>,
-        activity_id: Uuid,
-        worker_id: String,
+        (activity_id, worker_id): (Uuid, String),
+        heartbeat_every: Duration,
     ) -> Self {
-        Self { client, control, transfers, state, activity_id, worker_id }
+        Self { client, control, transfers, state, activity_id, worker_id, heartbeat_every }
     }
 }
 
 impl ContextBackend for ServerBackend {
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         Box::pin(async move {
+            if !self.state.lease.beat_due(self.heartbeat_every) {
+                return self.state.lease.last_verdict();
+            }
             let (client, activity_id, worker_id) = (self.client.clone(), self.activity_id, self.worker_id.clone());
             let sent = self.control.spawn(async move { client.heartbeat(activity_id, &worker_id).await });
             match sent.await {
@@ -50,7 +58,7 @@ impl ContextBackend for ServerBackend {
 
     fn download<'a>(&'a self, file: &'a FileReference, dest: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
         Box::pin(async move {
-            self.transfers.download_to(file, dest).await.map(drop).map_err(|error| match error.status() {
+            self.transfers.download_to(file, dest).await.map(drop).map_err(|error| match error.verdict() {
                 Some(404) => ActivityError::terminal(file_codes::FILE_NOT_FOUND, format!("file not found: {file}")),
                 _ => transfer_failed("download", file, &error),
             })

@@ -98,6 +98,15 @@ impl Reporter {
         accepted
     }
 
+    /// Runs `work` (what must come before a report, such as a stream's end) until it
+    /// is done or the reports are given up.
+    pub(super) async fn unless_given_up<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            done = work => Some(done),
+            () = self.give_up.cancelled() => None,
+        }
+    }
+
     /// Stops every delivery still trying.
     pub(super) fn give_up(&self) {
         self.give_up.cancel();
@@ -118,7 +127,7 @@ impl Reporter {
         let Err(error) = self.send(activity_id, report, body).await else {
             return Some(Cow::Borrowed(report));
         };
-        let fallback = match error.status() {
+        let fallback = match error.verdict() {
             // Most often our own earlier attempt, committed before its answer was lost.
             Some(409) => {
                 tracing::info!(%error, "activity already settled at the server; report dropped");

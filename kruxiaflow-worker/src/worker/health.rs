@@ -1,9 +1,14 @@
 //! Whether the worker is alive and whether it is ready, as `/healthz` and `/readyz`
 //! answer it. Each poller reports on itself here; nothing else writes these.
+//!
+//! Alive means: the worker's own runtime answers (`/healthz` is served there) and no
+//! poller died. A busy worker is alive: a poller waiting for a free slot, or for an
+//! activity thread while handlers block them all, is not dead, and a liveness probe
+//! that restarted it would kill the work it is doing. Every poll request has a
+//! timeout, so a poll cannot hang while its runtime runs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use tokio::sync::watch;
 
@@ -20,9 +25,6 @@ pub(super) struct PollerHealth {
     /// `STARTING` → `RUNNING` → `STOPPED` (it returned for a shutdown) or `DIED`
     /// (it ended any other way: panicked, returned early, aborted).
     task: AtomicU8,
-    /// Milliseconds since [`Health::epoch`] at which the poll in flight started; 0 when
-    /// none is.
-    polling_since: AtomicU64,
     ever_succeeded: AtomicBool,
     last_failed: AtomicBool,
 }
@@ -35,14 +37,7 @@ impl PollerHealth {
         PollerAlive(Arc::clone(self))
     }
 
-    pub(super) fn poll_started(&self, health: &Health) {
-        // At least 1, so that a poll started at the epoch still counts as in flight.
-        let now = (health.epoch.elapsed().as_millis() as u64).max(1);
-        self.polling_since.store(now, Ordering::Release);
-    }
-
     pub(super) fn poll_ended(&self, succeeded: bool) {
-        self.polling_since.store(0, Ordering::Release);
         self.last_failed.store(!succeeded, Ordering::Release);
         if succeeded {
             self.ever_succeeded.store(true, Ordering::Release);
@@ -64,40 +59,29 @@ impl PollerAlive {
 impl Drop for PollerAlive {
     fn drop(&mut self) {
         let _ = self.0.task.compare_exchange(RUNNING, DIED, Ordering::AcqRel, Ordering::Acquire);
-        self.0.polling_since.store(0, Ordering::Release);
     }
 }
 
 /// The worker's health, from its pollers and its shutdown phase.
 pub(super) struct Health {
-    epoch: Instant,
     pollers: Vec<Arc<PollerHealth>>,
     phase: watch::Receiver<Phase>,
-    stuck_after: Duration,
-}
-
-/// How long a poll may be in flight before its poller counts as stuck: every request
-/// has a timeout (`http_timeout`), and a token fetch its own, shorter one.
-pub(super) fn stuck_after(http_timeout: Duration) -> Duration {
-    http_timeout * 2 + Duration::from_secs(15)
 }
 
 impl Health {
-    /// `stuck_after`: how long a poll may be in flight before its poller counts as stuck.
-    pub(super) fn new(worker_types: &[String], phase: watch::Receiver<Phase>, stuck_after: Duration) -> Self {
+    pub(super) fn new(worker_types: &[String], phase: watch::Receiver<Phase>) -> Self {
         let pollers = worker_types
             .iter()
             .map(|worker| {
                 Arc::new(PollerHealth {
                     worker: worker.clone(),
                     task: AtomicU8::new(STARTING),
-                    polling_since: AtomicU64::new(0),
                     ever_succeeded: AtomicBool::new(false),
                     last_failed: AtomicBool::new(false),
                 })
             })
             .collect();
-        Self { epoch: Instant::now(), pollers, phase, stuck_after }
+        Self { pollers, phase }
     }
 
     /// The health record of `worker`'s poller.
@@ -106,24 +90,12 @@ impl Health {
         Arc::clone(found.expect("a poller runs only for a registered worker type"))
     }
 
-    /// `Ok` while no poller died and none is stuck in a poll; otherwise why not.
+    /// `Ok` while no poller died; otherwise why not.
     pub(super) fn liveness(&self) -> Result<(), String> {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        for poller in &self.pollers {
-            if poller.task.load(Ordering::Acquire) == DIED {
-                return Err(format!("the poller for worker type {:?} died", poller.worker));
-            }
-            let since = poller.polling_since.load(Ordering::Acquire);
-            if since != 0 && Duration::from_millis(now.saturating_sub(since)) > self.stuck_after {
-                return Err(format!(
-                    "the poller for worker type {:?} has waited {} s for a poll (limit {} s)",
-                    poller.worker,
-                    (now - since) / 1000,
-                    self.stuck_after.as_secs()
-                ));
-            }
+        match self.pollers.iter().find(|poller| poller.task.load(Ordering::Acquire) == DIED) {
+            Some(dead) => Err(format!("the poller for worker type {:?} died", dead.worker)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `Ok` once every poller's polls succeed and while the worker takes work;
@@ -152,29 +124,27 @@ impl Health {
 mod tests {
     use super::*;
 
-    fn health(stuck_after: Duration) -> (Health, watch::Sender<Phase>) {
+    fn health() -> (Health, watch::Sender<Phase>) {
         let (phase, watching) = watch::channel(Phase::Running);
-        (Health::new(&["a".to_owned(), "b".to_owned()], watching, stuck_after), phase)
+        (Health::new(&["a".to_owned(), "b".to_owned()], watching), phase)
     }
 
     #[test]
     fn ready_only_once_every_poller_has_polled_successfully() {
-        let (health, _phase) = health(Duration::from_secs(60));
+        let (health, _phase) = health();
         let (a, b) = (health.poller("a"), health.poller("b"));
         let (_a_alive, _b_alive) = (a.alive(), b.alive());
         assert_eq!(health.liveness(), Ok(()));
         assert_eq!(health.readiness(), Err("no poll for worker type \"a\" has succeeded yet".to_owned()));
-        a.poll_started(&health);
         a.poll_ended(true);
         assert_eq!(health.readiness(), Err("no poll for worker type \"b\" has succeeded yet".to_owned()));
-        b.poll_started(&health);
         b.poll_ended(true);
         assert_eq!(health.readiness(), Ok(()));
     }
 
     #[test]
     fn a_failing_poll_makes_it_unready_until_one_succeeds_again() {
-        let (health, _phase) = health(Duration::from_secs(60));
+        let (health, _phase) = health();
         let guards: Vec<_> = ["a", "b"]
             .map(|w| health.poller(w))
             .iter()
@@ -196,37 +166,18 @@ mod tests {
 
     #[test]
     fn a_poller_that_dies_fails_liveness_and_one_that_stopped_for_shutdown_does_not() {
-        let (health, phase) = health(Duration::from_secs(60));
+        let (health, phase) = health();
         let a = health.poller("a").alive();
         let b = health.poller("b").alive();
         drop(a); // panicked, returned early or aborted: never said it stopped
         assert_eq!(health.liveness(), Err("the poller for worker type \"a\" died".to_owned()));
 
-        let health = Health::new(&["b".to_owned()], phase.subscribe(), Duration::from_secs(60));
+        let health = Health::new(&["b".to_owned()], phase.subscribe());
         let b2 = health.poller("b").alive();
         phase.send_replace(Phase::Draining);
         b2.stopped();
         assert_eq!(health.liveness(), Ok(()));
         assert_eq!(health.readiness(), Err("shutting down".to_owned()));
         drop(b);
-    }
-
-    #[test]
-    fn a_poll_in_flight_longer_than_the_limit_fails_liveness() {
-        let (health, _phase) = health(Duration::from_millis(20));
-        let guards = [health.poller("a").alive(), health.poller("b").alive()];
-        health.poller("a").poll_started(&health);
-        assert_eq!(health.liveness(), Ok(()));
-        std::thread::sleep(Duration::from_millis(60));
-        let stuck = health.liveness().unwrap_err();
-        assert!(stuck.starts_with("the poller for worker type \"a\" has waited 0 s for a poll (limit 0 s)"), "{stuck}");
-        health.poller("a").poll_ended(true);
-        assert_eq!(health.liveness(), Ok(()));
-        drop(guards);
-    }
-
-    #[test]
-    fn stuck_limit_follows_the_http_timeout() {
-        assert_eq!(stuck_after(Duration::from_secs(30)), Duration::from_secs(75));
     }
 }

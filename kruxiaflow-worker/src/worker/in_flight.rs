@@ -8,13 +8,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::lease::Lease;
 use super::stage::Stage;
 use crate::context::{ActivityContext, CancelReason};
+use crate::stream::StreamEnding;
 use crate::telemetry::WorkerMetrics;
 
 /// What both runtimes know of one attempt.
@@ -23,11 +24,14 @@ pub(super) struct AttemptState {
     pub(super) stage: Stage,
     /// When its handler started, once it did.
     pub(super) handler_started: OnceLock<std::time::Instant>,
+    /// Its token stream, when the activity opted in: ended by whichever side
+    /// concludes the attempt, before the report.
+    pub(super) stream: Option<StreamEnding>,
 }
 
 impl AttemptState {
-    pub(super) fn new() -> Arc<Self> {
-        Arc::new(Self { lease: Lease::new(), stage: Stage::new(), handler_started: OnceLock::new() })
+    pub(super) fn new(stream: Option<StreamEnding>) -> Arc<Self> {
+        Arc::new(Self { lease: Lease::new(), stage: Stage::new(), handler_started: OnceLock::new(), stream })
     }
 }
 
@@ -59,9 +63,8 @@ pub(super) struct InFlight {
     table: Mutex<Table>,
     /// Wakes the keeper when something is due earlier than it planned to look.
     keeper: Notify,
-    /// Told how many attempts are in flight, and how many slots are free.
+    /// Told how many attempts are in flight.
     metrics: Arc<WorkerMetrics>,
-    slots: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -97,8 +100,8 @@ pub(super) struct Watch {
 }
 
 impl InFlight {
-    pub(super) fn new(metrics: Arc<WorkerMetrics>, slots: Arc<Semaphore>) -> Self {
-        Self { table: Mutex::default(), keeper: Notify::new(), metrics, slots }
+    pub(super) fn new(metrics: Arc<WorkerMetrics>) -> Self {
+        Self { table: Mutex::default(), keeper: Notify::new(), metrics }
     }
 
     /// Registers the attempt of `ctx`, or `None` when that activity already runs here
@@ -276,8 +279,6 @@ impl Drop for Registration {
         if let Some(entry) = removed {
             self.in_flight.metrics.in_flight(&entry.ctx.info().worker, -1.0);
         }
-        // The attempt gave its slot back before its registration (field order).
-        self.in_flight.metrics.slots_free(self.in_flight.slots.available_permits());
     }
 }
 
@@ -310,7 +311,7 @@ mod tests {
     }
 
     fn in_flight() -> Arc<InFlight> {
-        Arc::new(InFlight::new(Arc::new(WorkerMetrics::new([("w", "n")])), Arc::new(Semaphore::new(4))))
+        Arc::new(InFlight::new(Arc::new(WorkerMetrics::new([("w", "n")]))))
     }
 
     fn ctx(activity_id: Uuid) -> ActivityContext {
@@ -343,15 +344,15 @@ mod tests {
     async fn the_keeper_is_woken_only_for_something_due_before_it_planned_to_look() {
         let in_flight = in_flight();
         let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let _a = in_flight.register(&ctx(a), &AttemptState::new(), watch(10, 60)).unwrap();
+        let _a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).unwrap();
         assert!(keeper_was_woken(&in_flight).await, "a keeper with nothing planned is woken");
         let (due, next) = in_flight.take_due(Instant::now());
         assert!(due.is_empty());
         assert_eq!(next, Some(Instant::now() + Duration::from_secs(10)));
 
-        let _b = in_flight.register(&ctx(b), &AttemptState::new(), watch(20, 60)).unwrap();
+        let _b = in_flight.register(&ctx(b), &AttemptState::new(None), watch(20, 60)).unwrap();
         assert!(!keeper_was_woken(&in_flight).await, "due after what the keeper planned");
-        let _c = in_flight.register(&ctx(c), &AttemptState::new(), watch(5, 60)).unwrap();
+        let _c = in_flight.register(&ctx(c), &AttemptState::new(None), watch(5, 60)).unwrap();
         assert!(keeper_was_woken(&in_flight).await, "due before what the keeper planned");
     }
 
@@ -359,8 +360,8 @@ mod tests {
     async fn heartbeats_and_overdue_checks_come_due_in_order_and_a_released_attempt_leaves_nothing_due() {
         let in_flight = in_flight();
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let reg_a = in_flight.register(&ctx(a), &AttemptState::new(), watch(10, 25)).unwrap();
-        let _b = in_flight.register(&ctx(b), &AttemptState::new(), watch(15, 40)).unwrap();
+        let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 25)).unwrap();
+        let _b = in_flight.register(&ctx(b), &AttemptState::new(None), watch(15, 40)).unwrap();
 
         tokio::time::advance(Duration::from_secs(16)).await;
         let (due, next) = in_flight.take_due(Instant::now());
@@ -385,14 +386,14 @@ mod tests {
     async fn a_done_attempt_still_in_flight_is_replaced_by_the_next_claim_and_its_release_keeps_the_new_one() {
         let in_flight = in_flight();
         let a = Uuid::from_u128(1);
-        let stuck = AttemptState::new();
+        let stuck = AttemptState::new(None);
         let stuck_reg = in_flight.register(&ctx(a), &stuck, watch(10, 60)).unwrap();
-        assert!(in_flight.register(&ctx(a), &AttemptState::new(), watch(10, 60)).is_none(), "running: not twice");
+        assert!(in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).is_none(), "running: not twice");
 
         // Taken over and delivered while its handler still blocks its thread.
         assert!(stuck.stage.take_over(false).is_some());
         stuck.stage.takeover_ended();
-        let retry = AttemptState::new();
+        let retry = AttemptState::new(None);
         let retry_reg = in_flight.register(&ctx(a), &retry, watch(10, 60)).expect("the retry runs");
         assert_eq!(in_flight.unsettled(), [a]);
 

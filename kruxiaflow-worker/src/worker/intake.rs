@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -14,11 +13,12 @@ use super::Services;
 use super::attempt::Attempt;
 use super::backend::ServerBackend;
 use super::in_flight::{AttemptState, Watch};
+use super::slots::Slot;
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
 use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
-use crate::stream::{self, ServerTransport, StreamDriver};
+use crate::stream::{self, ServerTransport, StreamDriver, StreamEnding};
 use crate::text::Escaped;
 
 /// The server's lease when an activity has no `timeout_seconds`.
@@ -33,7 +33,7 @@ const OVERDUE_MARGIN: Duration = Duration::from_secs(1);
 /// Starts the attempt of one poll item, holding `slot` (or waiting for one). It is
 /// registered among the in-flight attempts first, so its lease is kept and it is
 /// settled from the worker's runtime if its own task cannot.
-pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<OwnedSemaphorePermit>) {
+pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<Slot>) {
     match serde_json::from_str::<PendingActivity>(raw.get()) {
         Ok(item) => {
             if let Some(attempt) = attempt(services, item, slot) {
@@ -44,14 +44,21 @@ pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<Owned
     }
 }
 
-fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSemaphorePermit>) -> Option<Attempt> {
+fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<Slot>) -> Option<Attempt> {
     let timeouts = Timeouts::for_item(&item, services.config.activity_timeout, services.config.heartbeat_interval);
-    let state = AttemptState::new();
+    let (stream, token_stream) = if stream::opted_in(&item.settings) {
+        let transport = ServerTransport::new(services.client.clone(), item.activity_id, services.config.http_timeout);
+        let (driver, token_stream) = StreamDriver::new(transport, services.config.stream_linger);
+        (Some(StreamEnding::new(driver)), Some(token_stream))
+    } else {
+        (None, None)
+    };
+    let state = AttemptState::new(stream);
     let backend = ServerBackend::new(
         (services.client.clone(), services.control.clone(), services.work.clone()),
         Arc::clone(&state),
-        item.activity_id,
-        services.config.worker_id.clone(),
+        (item.activity_id, services.config.worker_id.clone()),
+        timeouts.heartbeat,
     );
     // The execution timeout counts from the claim, as the server's lease does.
     let deadline = Instant::now() + timeouts.execution;
@@ -67,12 +74,9 @@ fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSe
         output_definitions: item.output_definitions.unwrap_or_default(),
         deadline: Some(deadline),
     };
-    let (stream, ctx) = if stream::opted_in(&info.settings) {
-        let transport = ServerTransport::new(services.client.clone(), info.activity_id, services.config.http_timeout);
-        let (driver, stream) = StreamDriver::new(transport);
-        (Some(driver), ActivityContext::with_stream(info, Arc::new(backend), stream))
-    } else {
-        (None, ActivityContext::new(info, Arc::new(backend)))
+    let ctx = match token_stream {
+        Some(token_stream) => ActivityContext::with_stream(info, Arc::new(backend), token_stream),
+        None => ActivityContext::new(info, Arc::new(backend)),
     };
     let watch = Watch {
         heartbeat_every: timeouts.heartbeat,
@@ -88,9 +92,8 @@ fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<OwnedSe
         params: item.parameters,
         timeout: timeouts.execution,
         deadline,
-        slot,
+        slot: slot.map(|slot| services.slots.run_in(slot)),
         state,
-        stream,
         _registration: registration,
     })
 }

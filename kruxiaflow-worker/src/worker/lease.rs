@@ -28,11 +28,39 @@ const LOST: u8 = 2;
 pub(super) struct Lease {
     state: AtomicU8,
     changed: Notify,
+    /// When the last heartbeat for it went out, from the keeper or the activity.
+    last_beat: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Lease {
     pub(super) fn new() -> Self {
-        Self { state: AtomicU8::new(HELD), changed: Notify::new() }
+        Self { state: AtomicU8::new(HELD), changed: Notify::new(), last_beat: std::sync::Mutex::new(None) }
+    }
+
+    /// A heartbeat goes out now.
+    pub(super) fn beat_sent(&self) {
+        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether an activity's own heartbeat should go out now: the first one does, and
+    /// then one per `every`, counting the keeper's. The caller sends it if so.
+    pub(super) fn beat_due(&self, every: Duration) -> bool {
+        let mut last = self.last_beat.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let due = last.is_none_or(|at| now.duration_since(at) >= every);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// What the last heartbeat's answer said, for a heartbeat that is not sent.
+    pub(super) fn last_verdict(&self) -> Result<(), HeartbeatError> {
+        match self.state() {
+            LeaseState::Held => Ok(()),
+            LeaseState::Unknown => Err(HeartbeatError::NotFound),
+            LeaseState::Lost => Err(HeartbeatError::LeaseLost),
+        }
     }
 
     pub(super) fn state(&self) -> LeaseState {
@@ -66,12 +94,12 @@ impl Lease {
                 telemetry::heartbeat("ok");
                 return Ok(response);
             }
-            Err(error) if error.status() == Some(409) => {
+            Err(error) if error.verdict() == Some(409) => {
                 telemetry::heartbeat("lease_lost");
                 tracing::warn!(%error, "heartbeat refused: the activity belongs to another worker now");
                 (LeaseState::Lost, HeartbeatError::LeaseLost)
             }
-            Err(error) if error.status() == Some(404) => {
+            Err(error) if error.verdict() == Some(404) => {
                 telemetry::heartbeat("error");
                 tracing::error!(%error, "heartbeat refused: the server does not know this activity; heartbeats stop");
                 (LeaseState::Unknown, HeartbeatError::NotFound)
@@ -105,6 +133,7 @@ pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id:
         for due in due {
             match due {
                 Due::Heartbeat { activity_id, state } => {
+                    state.lease.beat_sent();
                     let (client, worker_id) = (client.clone(), worker_id.clone());
                     beats.push(Box::pin(async move {
                         let answer = client.heartbeat(activity_id, &worker_id).await;
@@ -143,7 +172,7 @@ mod tests {
     use super::*;
 
     fn status(status: u16) -> Result<HeartbeatResponse, ClientError> {
-        Err(ClientError::from_body("u", status, b""))
+        Err(ClientError::from_body("u", status, br#"{"error":{"code":"X","message":"m"}}"#))
     }
 
     #[tokio::test]
@@ -153,7 +182,10 @@ mod tests {
             let lease = Arc::clone(&lease);
             async move { lease.lost().await }
         });
-        assert_eq!(lease.judge(status(503)), Err(HeartbeatError::Failed("u answered 503: (empty body)".into())));
+        assert_eq!(lease.judge(status(503)), Err(HeartbeatError::Failed("u answered 503: m".into())));
+        let proxy = Err(ClientError::from_body("u", 404, b"no healthy upstream"));
+        assert_eq!(lease.judge(proxy), Err(HeartbeatError::Failed("u answered 404: no healthy upstream".into())));
+        assert_eq!(lease.state(), LeaseState::Held, "a proxy's 404 is not the server's verdict");
         assert_eq!(lease.state(), LeaseState::Held);
         assert_eq!(lease.judge(status(404)), Err(HeartbeatError::NotFound));
         assert_eq!(lease.state(), LeaseState::Unknown);

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::shutdown::Phase;
+use super::slots::Slot;
 use super::{Services, intake};
 use crate::client::ClientError;
 use crate::error::WorkerError;
@@ -19,10 +20,9 @@ use crate::telemetry::{self, PollMetrics, PollResult};
 /// poll never claims more than this worker can start right away: anything claimed but
 /// not started would sit idle while its lease runs down.
 ///
-/// Returns an error, before its first successful poll, on an answer that says no poll
-/// will ever succeed with this configuration (credentials refused, no such route, a
-/// redirect); transient trouble is retried for ever, since the server may start after
-/// the worker.
+/// Returns an error, before its first successful poll, when no poll will ever succeed
+/// with this configuration (see [`StartupCheck`]); transient trouble is retried for
+/// ever, since the server may start after the worker.
 pub(super) async fn poll_loop(
     services: Arc<Services>,
     worker: String,
@@ -32,7 +32,7 @@ pub(super) async fn poll_loop(
     let alive = health.alive();
     let metrics = PollMetrics::new(&worker);
     let mut outage = Outage::default();
-    let mut ever_succeeded = false;
+    let mut startup = Some(StartupCheck::default());
     let mut over_delivery_warned = false;
     // The pauses of the current run of failures, if there is one.
     let mut pauses = None;
@@ -43,15 +43,14 @@ pub(super) async fn poll_loop(
         let first = tokio::select! {
             biased;
             _ = phase.changed() => continue,
-            permit = Arc::clone(&services.slots).acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            slot = services.slots.acquire() => slot,
         };
         let mut permits = vec![first];
         let batch = services.config.poll_max_activities as usize;
-        while permits.len() < batch {
-            match Arc::clone(&services.slots).try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
+        while permits.len() < batch
+            && let Some(slot) = services.slots.try_acquire()
+        {
+            permits.push(slot);
         }
         let request = PollRequest {
             worker: worker.clone(),
@@ -61,8 +60,6 @@ pub(super) async fn poll_loop(
         // A poll in flight when a graceful shutdown starts may finish, so the
         // activities it claimed are started (and drained) rather than stranded; the
         // shutdown bounds how long it may take.
-        services.metrics.slots_free(services.slots.available_permits());
-        health.poll_started(&services.health);
         let started = Instant::now();
         let polled = services.work.poll(&request).await;
         health.poll_ended(polled.is_ok());
@@ -74,7 +71,7 @@ pub(super) async fn poll_loop(
         metrics.polled(result, started.elapsed());
         let pause = match polled {
             Ok(items) => {
-                ever_succeeded = true;
+                startup = None;
                 outage.ended(&worker);
                 pauses = None;
                 let pause = items.is_empty().then_some(services.config.poll_interval);
@@ -82,11 +79,12 @@ pub(super) async fn poll_loop(
                 pause
             }
             Err(error) => {
-                if !ever_succeeded && let Some(reason) = never_succeeds(&error, &services.config.api_url) {
+                if let Some(check) = &mut startup
+                    && let Some(reason) = check.judge(&error, &services.config.api_url, Instant::now())
+                {
                     return Err(WorkerError::Startup(reason));
                 }
                 drop(permits);
-                services.metrics.slots_free(services.slots.available_permits());
                 telemetry::retried("poll");
                 let pause = pauses.get_or_insert_with(|| services.retry.pauses()).next();
                 let pause = pause.unwrap_or(services.retry.max_delay);
@@ -106,16 +104,48 @@ pub(super) async fn poll_loop(
     Ok(())
 }
 
-/// Why no poll will ever succeed after `error`, if it says so.
-fn never_succeeds(error: &ClientError, api_url: &str) -> Option<String> {
-    match error {
-        ClientError::Unauthorized(_) | ClientError::CredentialsRequired | ClientError::Redirect { .. } => {
-            Some(error.to_string())
+/// How long, before the first successful poll, refusals that are not the server's own
+/// answer (a proxy's plain-text 404 or 401 while the server restarts behind it) may go
+/// on before the worker gives up: a rolling restart lasts seconds, a wrong address for
+/// ever.
+pub(super) const STARTUP_REFUSALS_FOR: Duration = Duration::from_secs(30);
+
+/// Decides, until the first poll succeeds, whether no poll ever will: at once on the
+/// server's own verdict (its JSON 404 for the route, credentials it refuses, a
+/// redirect), and on other refusals only once they have lasted [`STARTUP_REFUSALS_FOR`].
+#[derive(Default)]
+pub(super) struct StartupCheck {
+    refused_since: Option<Instant>,
+}
+
+impl StartupCheck {
+    /// Why the worker must stop after `error` at `now`, if it must.
+    pub(super) fn judge(&mut self, error: &ClientError, api_url: &str, now: Instant) -> Option<String> {
+        match error {
+            ClientError::Unauthorized(_) | ClientError::CredentialsRequired | ClientError::Redirect { .. } => {
+                return Some(error.to_string());
+            }
+            ClientError::Status { url, .. } if error.verdict() == Some(404) => {
+                return Some(format!(
+                    "{url} answered 404: the server has no such route; KRUXIAFLOW_API_URL ({api_url}) must be the server's base URL, without a path such as /api/v1"
+                ));
+            }
+            // A refusal that is not the server's: a proxy in front of it, or another
+            // web server at that address.
+            ClientError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 408 | 429) && error.verdict().is_none() => {}
+            _ => {
+                self.refused_since = None;
+                return None;
+            }
         }
-        ClientError::Status { status: 404, url, .. } => Some(format!(
-            "{url} answered 404: the server has no such route; KRUXIAFLOW_API_URL ({api_url}) must be the server's base URL, without a path such as /api/v1"
-        )),
-        _ => None,
+        let since = *self.refused_since.get_or_insert(now);
+        (now.duration_since(since) >= STARTUP_REFUSALS_FOR).then(|| {
+            format!(
+                "every poll for {} s was refused by something other than a Kruxia Flow server (last: {error}); check that KRUXIAFLOW_API_URL ({api_url}) is the server's base URL",
+                STARTUP_REFUSALS_FOR.as_secs()
+            )
+        })
     }
 }
 
@@ -124,7 +154,7 @@ fn never_succeeds(error: &ClientError, api_url: &str) -> Option<String> {
 fn start_all(
     services: &Arc<Services>,
     items: Vec<Box<serde_json::value::RawValue>>,
-    mut permits: Vec<OwnedSemaphorePermit>,
+    mut permits: Vec<Slot>,
     warned: &mut bool,
 ) {
     if items.len() > permits.len() && !std::mem::replace(warned, true) {
@@ -171,5 +201,55 @@ impl Outage {
             tracing::info!(%worker, failures = self.failures, "server reachable again after {}s", since.elapsed().as_secs());
             *self = Self::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const API_URL: &str = "http://flow.internal:8080";
+
+    fn proxy(status: u16) -> ClientError {
+        ClientError::from_body("http://flow.internal:8080/api/v1/workers/poll", status, b"no healthy upstream")
+    }
+
+    #[test]
+    fn the_servers_own_404_stops_at_once() {
+        let json = br#"{"error":{"code":"NOT_FOUND","message":"Not found"}}"#;
+        let error = ClientError::from_body("http://flow.internal:8080/x/api/v1/workers/poll", 404, json);
+        let reason = StartupCheck::default().judge(&error, API_URL, Instant::now()).unwrap();
+        assert!(reason.starts_with("http://flow.internal:8080/x/api/v1/workers/poll answered 404"), "{reason}");
+        let refused = ClientError::Unauthorized("the token endpoint refused client 'w'".into());
+        assert_eq!(
+            StartupCheck::default().judge(&refused, API_URL, Instant::now()),
+            Some("authentication failed: the token endpoint refused client 'w'".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_proxys_refusals_stop_the_worker_only_once_they_have_lasted() {
+        let start = Instant::now();
+        let mut check = StartupCheck::default();
+        for (after, status) in [(0, 404), (5, 401), (29, 404)] {
+            assert_eq!(check.judge(&proxy(status), API_URL, start + Duration::from_secs(after)), None, "{after}");
+        }
+        let reason = check.judge(&proxy(404), API_URL, start + STARTUP_REFUSALS_FOR).unwrap();
+        assert_eq!(
+            reason,
+            "every poll for 30 s was refused by something other than a Kruxia Flow server (last: \
+             http://flow.internal:8080/api/v1/workers/poll answered 404: no healthy upstream); check that \
+             KRUXIAFLOW_API_URL (http://flow.internal:8080) is the server's base URL"
+        );
+    }
+
+    #[test]
+    fn a_blip_of_refusals_between_outages_starts_the_count_again() {
+        let start = Instant::now();
+        let mut check = StartupCheck::default();
+        assert_eq!(check.judge(&proxy(404), API_URL, start), None);
+        assert_eq!(check.judge(&proxy(502), API_URL, start + Duration::from_secs(20)), None);
+        assert_eq!(check.judge(&proxy(404), API_URL, start + Duration::from_secs(40)), None);
+        assert!(check.judge(&proxy(404), API_URL, start + Duration::from_secs(70)).is_some());
     }
 }

@@ -80,6 +80,10 @@ impl Takeovers {
                 Some((report, body)) => (report, body.clone()),
                 None => state.stage.decided().expect("a settled attempt holds its report"),
             };
+            // The stream's end first, by this side or (settled) by the attempt's own.
+            if let Some(stream) = &state.stream {
+                this.reporter.unless_given_up(stream.end(Some(report))).await;
+            }
             let accepted = this.reporter.deliver(ctx.activity_id(), report, body, Some(&state.lease)).await;
             let elapsed = state.handler_started.get().map(|started| started.elapsed());
             let info = ctx.info();

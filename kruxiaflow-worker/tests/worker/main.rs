@@ -10,6 +10,7 @@ mod files;
 mod hostile;
 mod logs;
 mod mock_parity;
+mod production;
 mod reports;
 mod scripted;
 mod shutdown;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use serde_json::{Map, json};
 
 use super::*;
+use crate::stream::MAX_QUEUED_BYTES;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Call {
@@ -22,6 +23,9 @@ struct Script {
     /// Answers for the next token requests, before the normal answer resumes.
     token_failures: Mutex<VecDeque<bool>>,
     hang_tokens: AtomicBool,
+    hang_ends: AtomicBool,
+    /// Subscriber checks fail definitively (a 401 for the stream).
+    refuse_subscribers: AtomicBool,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -52,7 +56,13 @@ impl StreamTransport for Memory {
     fn subscribers(&self) -> BoxFuture<'_, Result<u32, Failure>> {
         self.0.record(Call::Subscribers);
         let count = self.0.subscribers.load(Ordering::SeqCst);
-        Box::pin(async move { Ok(count) })
+        let refused = self.0.refuse_subscribers.load(Ordering::SeqCst);
+        Box::pin(async move {
+            match refused {
+                true => Err(Failure { transient: false, message: "HTTP 401".to_owned() }),
+                false => Ok(count),
+            }
+        })
     }
 
     fn token<'a>(&'a self, text: &'a str, index: u32) -> BoxFuture<'a, Result<u32, Failure>> {
@@ -73,14 +83,29 @@ impl StreamTransport for Memory {
 
     fn end<'a>(&'a self, end: &'a StreamEnd) -> BoxFuture<'a, Result<(), Failure>> {
         self.0.record(Call::End(end.clone()));
-        Box::pin(async { Ok(()) })
+        let hang = self.0.hang_ends.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
     }
 }
 
+/// A started stream that sends each increment as soon as the last was answered.
 fn started(script: &Arc<Script>) -> (StreamDriver, TokenStream) {
-    let (mut driver, stream) = StreamDriver::new(Memory(Arc::clone(script)));
+    lingering(script, Duration::ZERO)
+}
+
+fn lingering(script: &Arc<Script>, linger: Duration) -> (StreamDriver, TokenStream) {
+    let (mut driver, stream) = StreamDriver::new(Memory(Arc::clone(script)), linger);
     driver.start(&tokio::runtime::Handle::current());
     (driver, stream)
+}
+
+fn tokens(calls: &[Call]) -> usize {
+    calls.iter().filter(|call| matches!(call, Call::Token(..))).count()
 }
 
 fn complete(text: &str) -> StreamEnd {
@@ -99,7 +124,8 @@ async fn nobody_subscribed_means_no_tokens_a_check_every_second_and_no_end() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     stream.flush().await;
     driver.finish(Some(complete("dropped"))).await;
-    assert_eq!(script.calls(), vec![Call::Subscribers; 4]);
+    // Checks at 0, 1, 2 and 3 s, and one at the end: still nobody, so no end.
+    assert_eq!(script.calls(), vec![Call::Subscribers; 5]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -204,23 +230,116 @@ async fn a_quick_activity_still_streams_and_ends_when_it_finishes_before_the_fir
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_hung_server_delays_the_end_of_the_attempt_by_the_deadline_at_most() {
+async fn a_slow_token_endpoint_cannot_keep_the_end_from_its_subscribers() {
     let script = Script::with_subscribers(1);
     script.hang_tokens.store(true, Ordering::SeqCst);
     let (driver, stream) = started(&script);
     stream.send("x");
+    tokio::time::sleep(Duration::from_millis(10)).await;
     let started = tokio::time::Instant::now();
     driver.finish(Some(complete("x"))).await;
-    assert_eq!(started.elapsed(), FINISH_DEADLINE);
-    assert_eq!(script.calls(), [Call::Subscribers, token("x", 0)]);
+    assert_eq!(started.elapsed(), LAST_TEXT_WITHIN, "the request in flight gets its time, then the end goes");
+    assert_eq!(script.calls(), [Call::Subscribers, token("x", 0), Call::End(complete("x"))]);
     // The flush of a stream whose sender was stopped returns.
     stream.flush().await;
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hung_server_delays_the_end_of_the_attempt_by_the_deadline_at_most() {
+    let script = Script::with_subscribers(1);
+    script.hang_tokens.store(true, Ordering::SeqCst);
+    script.hang_ends.store(true, Ordering::SeqCst);
+    let (driver, stream) = started(&script);
+    stream.send("x");
+    let started = tokio::time::Instant::now();
+    driver.finish(Some(complete("x"))).await;
+    assert_eq!(started.elapsed(), FINISH_DEADLINE);
+    assert_eq!(script.calls(), [Call::Subscribers, token("x", 0), Call::End(complete("x"))]);
+    stream.flush().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_whose_first_send_overflows_still_ends_for_its_subscribers() {
+    let script = Script::with_subscribers(1);
+    let (driver, stream) = started(&script);
+    stream.send("x".repeat(MAX_QUEUED_BYTES + 1));
+    stream.flush().await;
+    driver.finish(Some(complete("long"))).await;
+    assert_eq!(script.calls(), [Call::Subscribers, Call::End(complete("long"))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_who_came_after_the_last_check_still_gets_the_end() {
+    let script = Script::with_subscribers(0);
+    let (driver, stream) = started(&script);
+    stream.send("unseen");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    script.subscribers.store(1, Ordering::SeqCst);
+    driver.finish(Some(complete("unseen"))).await;
+    assert_eq!(script.calls(), [Call::Subscribers, Call::Subscribers, Call::End(complete("unseen"))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_the_server_refuses_gives_up_for_good_and_asks_nothing_more() {
+    let script = Script::with_subscribers(1);
+    script.refuse_subscribers.store(true, Ordering::SeqCst);
+    let (driver, stream) = started(&script);
+    stream.send("x");
+    tokio::time::sleep(RECHECK_EVERY * 3).await;
+    driver.finish(Some(complete("x"))).await;
+    assert_eq!(script.calls(), [Call::Subscribers]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lingering_stream_sends_its_first_text_at_once_and_then_one_request_per_linger() {
+    let linger = Duration::from_millis(40);
+    let script = Script::with_subscribers(1);
+    let (driver, stream) = lingering(&script, linger);
+    stream.flush().await;
+    let started = tokio::time::Instant::now();
+    stream.send("first");
+    tokio::task::yield_now().await;
+    assert_eq!(script.calls(), [Call::Subscribers, token("first", 0)], "the first text goes out at once");
+    // 200 tokens a second for one second.
+    for n in 0..200 {
+        stream.send(format!("{n} "));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    stream.flush().await;
+    let calls = script.calls();
+    // One request at 0 ms, then one each 40 ms: at 40, 80, … 1000 ms.
+    assert_eq!(tokens(&calls), 26);
+    driver.finish(None).await;
+    let sent: String = calls
+        .iter()
+        .filter_map(|call| match call {
+            Call::Token(text, _) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let expected: String = std::iter::once("first".to_owned()).chain((0..200).map(|n| format!("{n} "))).collect();
+    assert_eq!(sent, expected, "nothing lost, nothing reordered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_linger_every_token_of_a_slow_stream_is_its_own_request() {
+    let script = Script::with_subscribers(1);
+    let (driver, stream) = started(&script);
+    stream.flush().await;
+    for n in 0..50 {
+        stream.send(format!("{n} "));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stream.flush().await;
+    driver.finish(None).await;
+    assert_eq!(tokens(&script.calls()), 50);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stream_that_never_started_sends_nothing() {
     let script = Script::with_subscribers(1);
-    let (driver, stream) = StreamDriver::new(Memory(Arc::clone(&script)));
+    let (driver, stream) = StreamDriver::new(Memory(Arc::clone(&script)), Duration::ZERO);
     stream.send("x");
     driver.finish(Some(complete("x"))).await;
     stream.flush().await;
