@@ -12,7 +12,7 @@ use rust_decimal::dec;
 use tokio::sync::{Mutex, Notify};
 
 mod support;
-use support::{get, listener, parse, still, until, value};
+use support::{config, get, held, listener, parse, still, until, value};
 
 /// Every metric family the worker exports, as the README's table lists them.
 const FAMILIES: [&str; 12] = [
@@ -64,23 +64,6 @@ async fn slow(ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
     RELEASE_SLOW.notified().await;
     ctx.heartbeat().await?;
     Ok(ActivityResult::value("ok", true))
-}
-
-/// Runs until the test lets it go.
-#[activity]
-async fn held(ctx: &ActivityContext) -> ActivityResult {
-    let _ = ctx.cancelled().await;
-    ActivityResult::value("ok", true)
-}
-
-fn config(server: &FakeServer, worker: &str) -> WorkerConfig {
-    WorkerConfig {
-        worker: worker.to_owned(),
-        poll_interval: Duration::from_millis(10),
-        http_timeout: Duration::from_secs(2),
-        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
-        ..WorkerConfig::new(server.url())
-    }
 }
 
 fn registry(worker: &str) -> ActivityRegistry {

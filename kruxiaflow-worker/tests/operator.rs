@@ -11,27 +11,10 @@ use kruxiaflow_worker_testing::{Endpoint, FakeServer, NewActivity};
 use tokio::sync::Mutex;
 
 mod support;
-use support::{get, listener, still, value};
+use support::{config, get, held, listener, still, value};
 
 /// One test at a time: they share the process's recorder.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// Runs until the worker cancels it.
-#[activity]
-async fn held(ctx: &ActivityContext) -> ActivityResult {
-    let _ = ctx.cancelled().await;
-    ActivityResult::value("ok", true)
-}
-
-fn config(server: &FakeServer, worker: &str) -> WorkerConfig {
-    WorkerConfig {
-        worker: worker.to_owned(),
-        poll_interval: Duration::from_millis(10),
-        http_timeout: Duration::from_secs(2),
-        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
-        ..WorkerConfig::new(server.url())
-    }
-}
 
 fn start(
     config: WorkerConfig,

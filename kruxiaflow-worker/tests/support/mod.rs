@@ -5,6 +5,26 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kruxiaflow_worker::WorkerHandle;
+use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker_testing::FakeServer;
+
+/// Runs until the worker cancels it.
+#[activity]
+pub async fn held(ctx: &ActivityContext) -> ActivityResult {
+    let _ = ctx.cancelled().await;
+    ActivityResult::value("ok", true)
+}
+
+/// Quick polls and a listener on a free port, for worker type `worker`.
+pub fn config(server: &FakeServer, worker: &str) -> WorkerConfig {
+    WorkerConfig {
+        worker: worker.to_owned(),
+        poll_interval: Duration::from_millis(10),
+        http_timeout: Duration::from_secs(2),
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..WorkerConfig::new(server.url())
+    }
+}
 
 /// The listener's base URL, once it is bound.
 pub async fn listener(handle: &WorkerHandle) -> String {
