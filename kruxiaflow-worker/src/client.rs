@@ -6,6 +6,7 @@ mod error;
 mod http;
 mod retry;
 mod transfer;
+mod trouble;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::protocol::{
 };
 use crate::report::Report;
 use crate::stream::StreamEnd;
-use crate::text::escape_controls;
+use crate::text::{escape_controls, redact_url};
 
 use auth::TokenSource;
 pub use error::ClientError;
@@ -48,6 +49,8 @@ pub(crate) struct ApiClient {
     base_url: Arc<Url>,
     auth: Option<Arc<TokenSource>>,
     retry: RetryPolicy,
+    /// Runs of failures by endpoint, shared by every pool's client, for the log.
+    trouble: Arc<trouble::Trouble>,
     /// Limit of one JSON request, and how long a file transfer may make no progress.
     timeout: Duration,
 }
@@ -64,6 +67,7 @@ impl ApiClient {
             http,
             base_url: Arc::new(base_url),
             retry,
+            trouble: Arc::default(),
             timeout: config.http_timeout,
         }
     }
@@ -84,7 +88,7 @@ impl ApiClient {
     pub(crate) async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
         let url = self.activity_url(activity_id, &["heartbeat"]);
         let body = encode(&HeartbeatRequest { worker_id: worker_id.to_owned() });
-        self.retry.retry("heartbeat", || self.post_json(&url, body.clone())).await
+        self.retry.retry(("heartbeat", &self.trouble), || self.post_json(&url, body.clone())).await
     }
 
     /// Sends a complete or fail report (already encoded as `body`), again and again
@@ -97,7 +101,7 @@ impl ApiClient {
         body: Bytes,
     ) -> Result<ReportAck, ClientError> {
         let url = self.activity_url(activity_id, &[report.endpoint()]);
-        self.retry.retry_reports(report.endpoint(), || self.post_json(&url, body.clone())).await
+        self.retry.retry_reports((report.endpoint(), &self.trouble), || self.post_json(&url, body.clone())).await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count
@@ -105,7 +109,7 @@ impl ApiClient {
     /// that stops moving for the HTTP timeout is treated as cut short.
     pub(crate) async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry("file_download", || transfer::download(self, &url, dest)).await
+        self.retry.retry(("file_download", &self.trouble), || transfer::download(self, &url, dest)).await
     }
 
     /// Streams `source` to workflow storage as `file` (an upload overwrites, so a retry
@@ -117,7 +121,7 @@ impl ApiClient {
         content_type: &str,
     ) -> Result<FileMetadata, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry("file_upload", || transfer::upload(self, &url, source, content_type)).await
+        self.retry.retry(("file_upload", &self.trouble), || transfer::upload(self, &url, source, content_type)).await
     }
 
     /// How many clients watch `activity_id`'s stream; one request, no retries (the
@@ -301,7 +305,8 @@ impl Payload<'_> {
 
 async fn decode<R: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<R, ClientError> {
     let bytes = response.bytes().await.map_err(|e| ClientError::transport(url, &e))?;
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url: url.to_owned(), detail: e.to_string() })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Decode { url: redact_url(url).into_owned(), detail: e.to_string() })
 }
 
 async fn check_status(url: &str, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -322,7 +327,7 @@ fn redirect_error(url: &str, response: &reqwest::Response) -> Option<ClientError
     status.is_redirection().then(|| {
         let location = response.headers().get(reqwest::header::LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()));
         ClientError::Redirect {
-            url: url.to_owned(),
+            url: redact_url(url).into_owned(),
             status: status.as_u16(),
             location: location.map_or_else(|| "(no Location header)".to_owned(), |l| escape_controls(&l).into_owned()),
         }
@@ -332,7 +337,7 @@ fn redirect_error(url: &str, response: &reqwest::Response) -> Option<ClientError
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiClient")
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_url(self.base_url.as_str()))
             .field("authenticated", &self.auth.is_some())
             .finish()
     }

@@ -156,7 +156,7 @@ impl fmt::Debug for Credentials {
 /// config.validate().unwrap();
 /// assert_eq!(config.worker, "rust");
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct WorkerConfig {
     /// Base URL of the API, without a trailing `/`.
     pub api_url: String,
@@ -197,6 +197,31 @@ pub struct WorkerConfig {
     /// (the default): no listener. Port 0 picks a free port
     /// ([`WorkerHandle::listening_on`](crate::WorkerHandle::listening_on) tells which).
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Every field, the API URL without its password and the credentials without their
+/// secret.
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("api_url", &self.shown_api_url())
+            .field("credentials", &self.credentials)
+            .field("worker", &self.worker)
+            .field("worker_id", &self.worker_id)
+            .field("poll_max_activities", &self.poll_max_activities)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_concurrent_activities", &self.max_concurrent_activities)
+            .field("activity_timeout", &self.activity_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("cancellation_grace", &self.cancellation_grace)
+            .field("report_flush_timeout", &self.report_flush_timeout)
+            .field("http_timeout", &self.http_timeout)
+            .field("stream_linger", &self.stream_linger)
+            .field("ca_cert_file", &self.ca_cert_file)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
 }
 
 impl Default for WorkerConfig {
@@ -361,12 +386,19 @@ impl WorkerConfig {
         self.credentials.is_some() && url.scheme() == "http" && !local
     }
 
+    /// `api_url` as logs and errors show it: without the password of a user part.
+    pub(crate) fn shown_api_url(&self) -> std::borrow::Cow<'_, str> {
+        crate::text::redact_url(&self.api_url)
+    }
+
     /// `api_url`, parsed: the base of every endpoint's URL.
     pub(crate) fn api_base(&self) -> Result<reqwest::Url, ConfigError> {
         reqwest::Url::parse(&self.api_url)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none())
-            .ok_or_else(|| invalid("api_url", &self.api_url, "an http:// or https:// URL with a valid host and port"))
+            .ok_or_else(|| {
+                invalid("api_url", &self.shown_api_url(), "an http:// or https:// URL with a valid host and port")
+            })
     }
 
     /// Checks every field; the error names the field and the bad value.

@@ -15,6 +15,8 @@ pub(crate) const ACTIVITIES_FINISHED: &str = "kruxiaflow_worker_activities_finis
 pub(crate) const ACTIVITY_DURATION: &str = "kruxiaflow_worker_activity_duration_seconds";
 pub(crate) const ACTIVITIES_IN_FLIGHT: &str = "kruxiaflow_worker_activities_in_flight";
 pub(crate) const SLOTS_FREE: &str = "kruxiaflow_worker_slots_free";
+/// The `worker` and `activity` label of what this worker did not register.
+pub(crate) const UNREGISTERED: &str = "unregistered";
 pub(crate) const POLLS: &str = "kruxiaflow_worker_polls_total";
 pub(crate) const POLL_DURATION: &str = "kruxiaflow_worker_poll_duration_seconds";
 pub(crate) const RPC_RETRIES: &str = "kruxiaflow_worker_rpc_retries_total";
@@ -221,6 +223,7 @@ impl WorkerMetrics {
     pub(crate) fn finished(&self, worker: &str, activity: &str, accepted: Option<&Report>, elapsed: Option<Duration>) {
         let finished = Finished::of(accepted);
         let registered = self.activity(worker, activity);
+        let (worker, activity) = self.labels(worker, activity);
         match (registered, finished) {
             (Some(metrics), Finished::Completed) => metrics.completed.increment(1),
             (Some(metrics), Finished::Abandoned) => metrics.abandoned.increment(1),
@@ -236,11 +239,22 @@ impl WorkerMetrics {
             }
         }
         if let Some(report) = accepted {
-            self.spent(worker, activity, report);
+            self.spent(registered, (worker, activity), report);
         }
     }
 
-    fn spent(&self, worker: &str, activity: &str, report: &Report) {
+    /// The labels of an activity: its names when registered; otherwise `unregistered`
+    /// for what this worker does not know, so that names a server sends cannot grow
+    /// the metrics without bound.
+    fn labels<'a>(&self, worker: &'a str, activity: &'a str) -> (&'a str, &'a str) {
+        match self.activities.get(worker) {
+            Some(activities) if activities.contains_key(activity) => (worker, activity),
+            Some(_) => (worker, UNREGISTERED),
+            None => (UNREGISTERED, UNREGISTERED),
+        }
+    }
+
+    fn spent(&self, registered: Option<&ActivityMetrics>, (worker, activity): (&str, &str), report: &Report) {
         let (cost, usage) = match report {
             Report::Complete(complete) => (complete.cost_usd, &complete.usage),
             Report::Fail(fail) => (fail.cost_usd, &fail.usage),
@@ -248,7 +262,7 @@ impl WorkerMetrics {
         let explicit = cost.into_iter().chain(usage.iter().filter_map(|u| u.cost_usd));
         let dollars: f64 = explicit.filter_map(|d| f64::try_from(d).ok()).sum();
         if dollars != 0.0 {
-            match self.activity(worker, activity) {
+            match registered {
                 Some(metrics) => metrics.cost.increment(dollars),
                 None => gauge!(COST_USD, "worker" => worker.to_owned(), "activity" => activity.to_owned())
                     .increment(dollars),
@@ -260,7 +274,7 @@ impl WorkerMetrics {
     pub(crate) fn in_flight(&self, worker: &str, delta: f64) {
         match self.in_flight.get(worker) {
             Some(gauge) => gauge.increment(delta),
-            None => gauge!(ACTIVITIES_IN_FLIGHT, "worker" => worker.to_owned()).increment(delta),
+            None => gauge!(ACTIVITIES_IN_FLIGHT, "worker" => UNREGISTERED).increment(delta),
         }
     }
 

@@ -21,6 +21,23 @@ pub(crate) fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(escaped)
 }
 
+/// `url` with the password of its user part (`https://user:pass@host`) replaced, so
+/// that no log line or error shows it.
+pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
+    if !url.contains('@') {
+        return Cow::Borrowed(url);
+    }
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            Cow::Owned(parsed.into())
+        }
+        Ok(_) => Cow::Borrowed(url),
+        // Not a URL: whatever stands before the last '@' may be a password.
+        Err(_) => Cow::Owned(format!("(redacted)@{}", url.rsplit('@').next().unwrap_or_default())),
+    }
+}
+
 /// Displays a string from the server with its control characters escaped.
 pub(crate) struct Escaped<'a>(pub(crate) &'a str);
 
@@ -33,6 +50,17 @@ impl fmt::Display for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_redacted_and_the_rest_is_kept() {
+        assert_eq!(redact_url("https://flow.example:8443/kruxia"), "https://flow.example:8443/kruxia");
+        assert_eq!(
+            redact_url("https://me:s3cr3t@flow.example/api/v1/workers/poll"),
+            "https://me:redacted@flow.example/api/v1/workers/poll"
+        );
+        assert_eq!(redact_url("https://me@flow.example/"), "https://me@flow.example/");
+        assert_eq!(redact_url("http://me:s3cr3t@exa mple.com"), "(redacted)@exa mple.com");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_is_kept() {

@@ -151,13 +151,13 @@ impl WorkerManager {
         if self.config.sends_secrets_in_clear() {
             tracing::warn!(
                 "the client secret and tokens go to {} unencrypted: use an https:// KRUXIAFLOW_API_URL off this machine",
-                self.config.api_url
+                self.config.shown_api_url()
             );
         }
         if self.config.credentials.is_none() {
             tracing::warn!(
                 "no client credentials configured: talking to {} without authentication (dev-mode server)",
-                self.config.api_url
+                self.config.shown_api_url()
             );
         }
         // The recorder first: the metric handles are made from it.
@@ -199,7 +199,7 @@ impl WorkerManager {
         });
         tracing::info!(
             worker_id = %services.config.worker_id,
-            api_url = %services.config.api_url,
+            api_url = %services.config.shown_api_url(),
             activities = ?services.registry.activity_types(),
             "worker started"
         );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
 use kruxiaflow_worker::{WorkerHandle, WorkerManager};
-use kruxiaflow_worker_testing::{Endpoint, FakeServer, NewActivity};
+use kruxiaflow_worker_testing::{Endpoint, FakeServer, NewActivity, RetrySettings};
 use tokio::sync::Mutex;
 
 mod support;
@@ -94,4 +94,33 @@ async fn a_worker_whose_activity_threads_are_all_blocked_is_still_alive() {
     }
     handle.shutdown();
     run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn activity_names_the_worker_did_not_register_share_one_label_value() {
+    let _serial = SERIAL.lock().await;
+    let server = FakeServer::start().await;
+    let worker = "ops_names";
+    let ids: Vec<_> = (0..300)
+        .map(|n| server.enqueue(NewActivity::new(worker, format!("made_up_{n}")).retry(RetrySettings::attempts(1))))
+        .collect();
+    let mut registry = ActivityRegistry::new();
+    registry.register(held, worker);
+    let config = WorkerConfig { max_concurrent_activities: 32, poll_max_activities: 32, ..config(&server, worker) };
+    let (handle, run) = start(config, registry);
+    let base = listener(&handle).await;
+    for id in ids {
+        server.wait_for_timeout(id, Duration::from_secs(20)).await.expect("each one is failed").expect_failed();
+    }
+    server.faults().set_latency(Endpoint::Poll, Duration::from_secs(3600));
+    let samples = still(&base).await;
+    handle.shutdown_now();
+    run.await.unwrap().unwrap();
+
+    let labels =
+        [("worker", worker), ("activity", "unregistered"), ("outcome", "failed"), ("code", "ACTIVITY_NOT_FOUND")];
+    assert_eq!(value(&samples, "kruxiaflow_worker_activities_finished_total", &labels), 300.0);
+    let named: Vec<_> =
+        samples.keys().filter(|(_, labels)| labels.values().any(|v| v.starts_with("made_up_"))).collect();
+    assert!(named.is_empty(), "{named:?}");
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::ClientError;
 use crate::config::{Credentials, env};
 use crate::protocol::{TokenRequest, TokenResponse};
-use crate::text::escape_controls;
+use crate::text::{escape_controls, redact_url};
 
 /// Refresh this long before expiry (or at half-life for short-lived tokens).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -200,7 +200,7 @@ impl TokenSource {
             let result = match tokio::time::timeout(this.fetch_timeout, this.fetch()).await {
                 Ok(result) => result,
                 Err(_) => Err(ClientError::Transport {
-                    url: this.url.clone(),
+                    url: redact_url(&this.url).into_owned(),
                     detail: format!("no token within {:?}", this.fetch_timeout),
                 }),
             };
@@ -276,7 +276,7 @@ impl TokenSource {
             if status == 404 {
                 return Err(ClientError::Unauthorized(format!(
                     "the token endpoint {} answered 404: check KRUXIAFLOW_API_URL (the server's base URL, without a path such as /api/v1)",
-                    self.url
+                    redact_url(&self.url)
                 )));
             }
             let secret_variable = if self.secret_file.is_some() { env::CLIENT_SECRET_FILE } else { env::CLIENT_SECRET };
@@ -288,7 +288,7 @@ impl TokenSource {
             )));
         }
         let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-            url: self.url.clone(),
+            url: redact_url(&self.url).into_owned(),
             detail: format!("the token endpoint's answer is not a token: {e}"),
         })?;
         let lifetime = Duration::from_secs(token.expires_in).clamp(*LIFETIME.start(), *LIFETIME.end());

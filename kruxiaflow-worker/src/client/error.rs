@@ -1,7 +1,7 @@
 //! How a call to the API can fail, and which failures are worth retrying.
 
 use crate::protocol::ErrorEnvelope;
-use crate::text::escape_controls;
+use crate::text::{escape_controls, redact_url};
 
 /// A call to the Kruxia Flow API failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +137,7 @@ impl ClientError {
             detail.push_str(&cause.to_string());
             source = cause.source();
         }
-        Self::Transport { url: url.to_owned(), detail }
+        Self::Transport { url: redact_url(url).into_owned(), detail: redact_url(&detail).into_owned() }
     }
 
     pub(crate) fn local(path: &std::path::Path, error: &std::io::Error) -> Self {
@@ -147,6 +147,7 @@ impl ClientError {
     /// Builds a status error from a response body that may or may not be the JSON
     /// envelope (framework rejections are plain text).
     pub(crate) fn from_body(url: &str, status: u16, body: &[u8]) -> Self {
+        let url = &*redact_url(url);
         match serde_json::from_slice::<ErrorEnvelope>(body) {
             Ok(envelope) => Self::Status {
                 url: url.to_owned(),

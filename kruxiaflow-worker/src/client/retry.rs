@@ -6,6 +6,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 
 use super::ClientError;
+use super::trouble::Trouble;
 
 /// How transient failures are retried.
 ///
@@ -46,25 +47,30 @@ impl RetryPolicy {
     }
 
     /// Runs `op`, retrying transient failures up to `max_retries` times.
-    pub(crate) async fn retry<T, Fut>(&self, what: &'static str, op: impl FnMut() -> Fut) -> Result<T, ClientError>
+    pub(crate) async fn retry<T, Fut>(
+        &self,
+        (what, trouble): (&'static str, &Trouble),
+        op: impl FnMut() -> Fut,
+    ) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.run(what, op, self.builder().with_max_times(self.max_retries), ClientError::is_transient).await
+        let backoff = self.builder().with_max_times(self.max_retries);
+        self.run((what, trouble), op, backoff, ClientError::is_transient).await
     }
 
     /// Runs a report's `op` until the server answers the report itself (see
     /// [`ClientError::settles_report`]), for as long as it takes.
     pub(crate) async fn retry_reports<T, Fut>(
         &self,
-        what: &'static str,
+        (what, trouble): (&'static str, &Trouble),
         op: impl FnMut() -> Fut,
     ) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let unsettled = |e: &ClientError| !e.settles_report();
-        self.run(what, op, self.builder().without_max_times(), unsettled).await
+        self.run((what, trouble), op, self.builder().without_max_times(), unsettled).await
     }
 
     /// The bounded sequence of pauses after consecutive failures, then `max_delay`
@@ -77,10 +83,11 @@ impl RetryPolicy {
         self.delays().chain(steady)
     }
 
-    /// `what` names the endpoint, in logs and in the retries metric.
+    /// `what` names the endpoint, in logs and in the retries metric; `trouble` logs
+    /// its runs of failures.
     async fn run<T, Fut>(
         &self,
-        what: &'static str,
+        (what, trouble): (&'static str, &Trouble),
         op: impl FnMut() -> Fut,
         backoff: ExponentialBuilder,
         when: impl FnMut(&ClientError) -> bool,
@@ -88,14 +95,19 @@ impl RetryPolicy {
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        op.retry(backoff)
+        let result = op
+            .retry(backoff)
             .sleep(tokio::time::sleep)
             .when(when)
-            .notify(|error, delay| {
+            .notify(|error, _delay| {
                 crate::telemetry::retried(what);
-                tracing::warn!(%error, ?delay, "{what} request failed; retrying");
+                trouble.failed(what, error);
             })
-            .await
+            .await;
+        if result.is_ok() {
+            trouble.succeeded(what);
+        }
+        result
     }
 }
 
@@ -133,7 +145,7 @@ mod tests {
     async fn definitive_errors_are_not_retried_and_transient_ones_are() {
         let mut calls = 0;
         let result: Result<(), _> = policy()
-            .retry("test", || {
+            .retry(("test", &Trouble::default()), || {
                 calls += 1;
                 async { Err(ClientError::from_body("u", 409, br#"{"error":{"code":"CONFLICT","message":"m"}}"#)) }
             })
@@ -143,7 +155,7 @@ mod tests {
 
         let mut calls = 0;
         let result = policy()
-            .retry_reports("test", || {
+            .retry_reports(("test", &Trouble::default()), || {
                 calls += 1;
                 let n = calls;
                 let error = match n % 3 {

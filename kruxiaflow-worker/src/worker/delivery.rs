@@ -2,6 +2,7 @@
 //! delivered before the worker had to stop.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use crate::context::Spend;
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
 use crate::telemetry::WorkerMetrics;
+use crate::text::Escaped;
 
 /// Reports sent at once; more wait for a slot. Without a cap, a burst of activities
 /// finishing together opens one connection per report.
@@ -27,7 +29,13 @@ pub(super) struct Reporter {
     /// Fired when shutdown's time for reports is up; shared with [`sibling`](Self::sibling)s.
     give_up: CancellationToken,
     undelivered: Arc<Mutex<Vec<Uuid>>>,
+    /// The server's warnings already logged: each is logged once (the unknown-model
+    /// warning comes with every completion that uses the model).
+    warned: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Distinct server warnings remembered; past that, repeats are logged again.
+const WARNINGS_REMEMBERED: usize = 1024;
 
 impl Reporter {
     pub(super) fn new(client: ApiClient, metrics: Arc<WorkerMetrics>) -> Self {
@@ -37,6 +45,7 @@ impl Reporter {
             slots: Semaphore::new(REPORTS_IN_FLIGHT),
             give_up: CancellationToken::new(),
             undelivered: Arc::default(),
+            warned: Arc::default(),
         }
     }
 
@@ -49,6 +58,7 @@ impl Reporter {
             slots: Semaphore::new(REPORTS_IN_FLIGHT),
             give_up: self.give_up.clone(),
             undelivered: Arc::clone(&self.undelivered),
+            warned: Arc::clone(&self.warned),
         }
     }
 
@@ -158,7 +168,7 @@ impl Reporter {
     async fn send(&self, activity_id: Uuid, report: &Report, body: Bytes) -> Result<(), ClientError> {
         let ack = self.client.report(activity_id, report, body).await?;
         for warning in &ack.warnings {
-            tracing::warn!(%warning, "server warning about reported usage");
+            self.server_warning(warning);
         }
         match (report, ack.will_retry) {
             (Report::Fail(body), Some(will_retry)) => {
@@ -167,6 +177,25 @@ impl Reporter {
             _ => tracing::debug!("{} reported", report.endpoint()),
         }
         Ok(())
+    }
+}
+
+impl Reporter {
+    /// Logs a warning the server sent with an answer: the first time at WARN, later
+    /// times at debug.
+    fn server_warning(&self, warning: &str) {
+        let first = {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.len() >= WARNINGS_REMEMBERED {
+                warned.clear();
+            }
+            warned.insert(warning.to_owned())
+        };
+        if first {
+            tracing::warn!(warning = %Escaped(warning), "server warning about reported usage (logged once)");
+        } else {
+            tracing::debug!(warning = %Escaped(warning), "server warning about reported usage");
+        }
     }
 }
 

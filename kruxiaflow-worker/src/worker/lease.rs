@@ -106,7 +106,12 @@ impl Lease {
             }
             Err(error) => {
                 telemetry::heartbeat("error");
-                tracing::warn!(%error, "heartbeat failed; the lease expires if this goes on");
+                // Transient trouble is logged once per run of failures, by endpoint.
+                if error.is_transient() {
+                    tracing::debug!(%error, "heartbeat failed; the lease expires if this goes on");
+                } else {
+                    tracing::warn!(%error, "heartbeat failed; the lease expires if this goes on");
+                }
                 return Err(HeartbeatError::Failed(error.to_string()));
             }
         };

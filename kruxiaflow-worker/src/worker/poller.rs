@@ -80,7 +80,7 @@ pub(super) async fn poll_loop(
             }
             Err(error) => {
                 if let Some(check) = &mut startup
-                    && let Some(reason) = check.judge(&error, &services.config.api_url, Instant::now())
+                    && let Some(reason) = check.judge(&error, &services.config.shown_api_url(), Instant::now())
                 {
                     return Err(WorkerError::Startup(reason));
                 }

@@ -105,3 +105,104 @@ async fn an_outage_logs_one_line_when_it_starts_and_one_when_it_ends() {
     let lasted = during[1].split("server reachable again after ").nth(1).and_then(|rest| rest.split('s').next());
     assert!(matches!(lasted, Some("1" | "2")), "{}", during[1]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_outage_while_activities_finish_logs_a_handful_of_lines() {
+    let (captured, _guard) = capture();
+    let server = FakeServer::start().await;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let waiter = {
+        let release = Arc::clone(&release);
+        activity("waiter", move |_p, _ctx| {
+            let release = Arc::clone(&release);
+            async move {
+                let _permit = release.acquire().await;
+                Ok(ActivityResult::value("done", true))
+            }
+        })
+    };
+    let mut registry = ActivityRegistry::new();
+    registry.register(waiter, "rust");
+    let ids: Vec<_> =
+        (0..5).map(|_| server.enqueue(kruxiaflow_worker_testing::NewActivity::new("rust", "waiter"))).collect();
+    let worker = RunningWorker::start(config(&server), registry);
+    server.wait_until(Duration::from_secs(10), || (server.running_activities().len() == 5).then_some(())).await;
+    let before = captured.lines().len();
+
+    // The server goes away, the five finish and retry their reports until it is back.
+    server.stop().await;
+    release.add_permits(5);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.restart().await;
+    for id in ids {
+        server.wait_for(id).await.expect_completed();
+    }
+    eventually("the reports' recovery is logged", || {
+        captured.lines().iter().any(|l| l.contains("complete requests succeed again"))
+    })
+    .await;
+    worker.stop().await.unwrap();
+
+    let during = &captured.lines()[before..];
+    let warnings: Vec<&String> = during.iter().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 2, "one for the polls, one for the reports: {warnings:#?}");
+    assert!(warnings.iter().any(|l| l.contains("complete requests are failing; retrying")), "{warnings:#?}");
+    let recovered = during.iter().filter(|l| l.contains("complete requests succeed again")).count();
+    assert_eq!(recovered, 1, "{during:#?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_warning_is_logged_once_on_one_line_however_often_it_comes() {
+    let (captured, _guard) = capture();
+    let model = "mystery\nERROR forged line";
+    let server = FakeServer::builder().unknown_model("acme", model).start().await;
+    let chatty = activity("chatty", move |_p, _ctx| async move {
+        let usage = UsageEntry::new("acme", model).input_tokens(3);
+        Ok(ActivityResult::value("ok", true).with_usage([usage]))
+    });
+    let mut registry = ActivityRegistry::new();
+    registry.register(chatty, "rust");
+    let worker = RunningWorker::start(config(&server), registry);
+    for _ in 0..3 {
+        let id = server.enqueue(kruxiaflow_worker_testing::NewActivity::new("rust", "chatty"));
+        server.wait_for(id).await.expect_completed();
+    }
+    worker.stop().await.unwrap();
+
+    let lines = captured.lines();
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("server warning")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("unknown model 'acme/mystery\\nERROR forged line'"), "{}", warnings[0]);
+    assert!(!lines.iter().any(|l| l.starts_with("ERROR forged")), "{lines:#?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_password_in_the_api_url_appears_in_no_log_line_and_no_error() {
+    let (captured, _guard) = capture();
+    let server = FakeServer::start().await;
+    let with_password = server.url().replace("http://", "http://me:s3cr3t@");
+    let config = WorkerConfig { api_url: with_password.clone(), ..config(&server) };
+    assert!(!format!("{config:?}").contains("s3cr3t"), "{config:?}");
+    let mut registry = ActivityRegistry::new();
+    registry.register(echo(), "rust");
+    let id = server.enqueue(kruxiaflow_worker_testing::NewActivity::new("rust", "echo"));
+    server.faults().inject(
+        kruxiaflow_worker_testing::Endpoint::Complete,
+        kruxiaflow_worker_testing::Fault::Status(503),
+        2,
+    );
+    let worker = RunningWorker::start(config, registry);
+    server.wait_for(id).await.expect_completed();
+    server.stop().await;
+    eventually("the outage is logged", || captured.lines().iter().any(|l| l.contains("server unreachable"))).await;
+    worker.stop().await.unwrap();
+
+    let lines = captured.lines();
+    assert!(lines.iter().any(|l| l.contains("me:redacted@")), "the URL is shown, redacted: {lines:#?}");
+    let leaked: Vec<&String> = lines.iter().filter(|l| l.contains("s3cr3t")).collect();
+    assert!(leaked.is_empty(), "{leaked:#?}");
+
+    let bad = WorkerConfig { api_url: "http://me:s3cr3t@exa mple.com".to_owned(), ..WorkerConfig::default() };
+    let error = bad.validate().unwrap_err().to_string();
+    assert!(!error.contains("s3cr3t"), "{error}");
+}
