@@ -7,6 +7,10 @@
 //! worker runs in: `base_url` / `OPENAI_BASE_URL` (default `https://api.openai.com/v1`),
 //! `model` / `OPENAI_MODEL`, `api_key` / `OPENAI_API_KEY` (local servers need none),
 //! `provider` / `LLM_PROVIDER` (the usage entry's provider, default `openai`).
+//!
+//! The worker's `OPENAI_API_KEY` goes only to the worker's base URL: a workflow whose
+//! parameters name another `base_url` gets no key but the `api_key` it passes itself,
+//! so a workflow author cannot collect the worker's key with a server of their own.
 
 pub mod stand_in;
 
@@ -169,9 +173,13 @@ impl LlmChat {
             body["temperature"] = json!(temperature);
         }
         let base_url = params.base_url.unwrap_or_else(|| self.defaults.base_url.clone());
+        let base_url = base_url.trim_end_matches('/');
+        // The worker's key is for the worker's endpoint only.
+        let worker_key =
+            (base_url == self.defaults.base_url.trim_end_matches('/')).then(|| self.defaults.api_key.clone()).flatten();
         Ok(Call {
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
-            api_key: params.api_key.or_else(|| self.defaults.api_key.clone()),
+            url: format!("{base_url}/chat/completions"),
+            api_key: params.api_key.or(worker_key),
             provider: params.provider.unwrap_or_else(|| self.defaults.provider.clone()),
             model,
             body,

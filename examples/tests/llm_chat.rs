@@ -30,7 +30,7 @@ async fn a_subscriber_sees_the_answer_in_order_and_a_complete_equal_to_the_outpu
     let manager = WorkerManager::new(config, registry);
     let handle = manager.handle();
     let worker = tokio::spawn(manager.run(std::future::pending()));
-    let received = subscriber.until_closed().await.unwrap();
+    let received = subscriber.until_end().await.unwrap();
     let outcome = server.wait_for_timeout(id, Duration::from_secs(30)).await.expect("llm_chat settled");
     handle.shutdown();
     worker.await.unwrap().unwrap();

@@ -24,12 +24,15 @@ pub enum StreamFrame {
         /// Its sequence number, as the worker assigned it.
         index: u32,
     },
-    /// The activity's stream ended with this output; the server closes the socket.
+    /// The activity's stream ended with this output. The fake server closes the socket
+    /// after it; the real server (v0.8.3) leaves it open, so a client stops reading
+    /// here.
     Complete {
         /// The output object the completion carries.
         result: Value,
     },
-    /// The activity's stream ended with a failure; the server closes the socket.
+    /// The activity's stream ended with a failure (the socket as after
+    /// [`Complete`](Self::Complete)).
     Error {
         /// The failure message.
         error: String,
@@ -38,7 +41,7 @@ pub enum StreamFrame {
     Ping,
 }
 
-/// Everything a subscriber received until its socket closed.
+/// Everything a subscriber received until the stream's end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Received {
     /// `(index, text)` of every token frame, in arrival order.
@@ -92,7 +95,7 @@ pub enum SubscribeError {
 /// let url = format!("{}/api/v1/activities/{id}/ws", server.url());
 /// http.post(format!("{url}/token")).json(&serde_json::json!({"text": "Hi", "index": 0})).send().await.unwrap();
 /// http.post(format!("{url}/complete")).json(&serde_json::json!({"result": {"text": "Hi"}})).send().await.unwrap();
-/// let received = subscriber.until_closed().await.unwrap();
+/// let received = subscriber.until_end().await.unwrap();
 /// assert_eq!(received.text(), "Hi");
 /// # }
 /// ```
@@ -106,8 +109,39 @@ impl StreamSubscriber {
     /// query string when given. Returns once the server accepted the socket, so the
     /// subscriber is already counted.
     pub async fn connect(base_url: &str, activity_id: Uuid, token: Option<&str>) -> Result<Self, SubscribeError> {
-        let http_url = format!("{}/api/v1/activities/{activity_id}/ws", base_url.trim_end_matches('/'));
-        let url = http_url.replacen("http", "ws", 1);
+        Self::open(base_url, &format!("api/v1/activities/{activity_id}/ws"), token).await
+    }
+
+    /// Opens `GET {base_url}/api/v1/workflows/{workflow_id}/activities/{activity_key}/ws`
+    /// (with `token` in the query string when given): the way a client watches an
+    /// activity it knows only by its key in the workflow definition. The server answers
+    /// 404 until the activity is scheduled, so a 404 is tried again every 100 ms for
+    /// up to `wait`.
+    pub async fn connect_by_key(
+        base_url: &str,
+        (workflow_id, activity_key): (Uuid, &str),
+        token: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<Self, SubscribeError> {
+        let key = percent_encoding::utf8_percent_encode(activity_key, percent_encoding::NON_ALPHANUMERIC);
+        let path = format!("api/v1/workflows/{workflow_id}/activities/{key}/ws");
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match Self::open(base_url, &path, token).await {
+                Err(SubscribeError::Socket { source, .. })
+                    if matches!(&*source, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 404)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Opens the WebSocket at `path` under `base_url`.
+    async fn open(base_url: &str, path: &str, token: Option<&str>) -> Result<Self, SubscribeError> {
+        let url = format!("{}/{path}", base_url.trim_end_matches('/')).replacen("http", "ws", 1);
         let with_token = match token {
             Some(token) => format!("{url}?token={token}"),
             None => url.clone(),
@@ -136,23 +170,31 @@ impl StreamSubscriber {
         Ok(None)
     }
 
-    /// Receives until the server closes the socket (after `complete` or `error`).
-    pub async fn until_closed(mut self) -> Result<Received, SubscribeError> {
+    /// Receives until the stream's end: the `complete` or `error` frame, or the socket
+    /// closing without one. It returns at the end frame whether or not the server then
+    /// closes the socket (the real server does not), and closes it itself.
+    pub async fn until_end(mut self) -> Result<Received, SubscribeError> {
         let mut received = Received::default();
         while let Some(frame) = self.next_frame().await? {
             match frame {
                 StreamFrame::Token { text, index } => received.tokens.push((index, text)),
                 StreamFrame::Ping => {}
-                end => received.end = Some(end),
+                end => {
+                    received.end = Some(end);
+                    self.close().await;
+                    return Ok(received);
+                }
             }
         }
         Ok(received)
     }
 
-    /// Leaves: closes the socket from the client's side.
+    /// Leaves: closes the socket from the client's side, waiting briefly for the
+    /// server's side of the close.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
-        while let Some(Ok(_)) = self.socket.next().await {}
+        let drain = async { while let Some(Ok(_)) = self.socket.next().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
     }
 }
 

@@ -166,7 +166,7 @@ async fn main() -> ExitCode {
     let chat = cases.iter().find(|(case, _)| case.activity.activity_name == "llm_chat").map(|(_, id)| *id);
     let subscriber =
         match StreamSubscriber::connect(&server.url(), chat.expect("the demo streams llm_chat"), None).await {
-            Ok(subscriber) => tokio::spawn(subscriber.until_closed()),
+            Ok(subscriber) => tokio::spawn(subscriber.until_end()),
             Err(error) => {
                 eprintln!("cannot subscribe to the llm_chat stream: {error}");
                 return ExitCode::FAILURE;

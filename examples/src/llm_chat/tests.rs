@@ -154,3 +154,29 @@ fn the_api_key_is_never_printed() {
     assert_eq!(defaults.base_url, OPENAI_BASE_URL);
     assert!(!format!("{defaults:?}").contains("sk-secret"));
 }
+
+#[test]
+fn the_workers_api_key_goes_only_to_the_workers_base_url() {
+    let defaults = ChatDefaults {
+        model: Some("m".into()),
+        ..ChatDefaults::from_lookup(|name| (name == "OPENAI_API_KEY").then(|| "sk-worker".to_owned()))
+    };
+    let chat = LlmChat::new(defaults);
+    let params = |extra: serde_json::Value| {
+        let mut params = json!({"prompt": "hi"});
+        params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<ChatParams>(params).unwrap()
+    };
+    let own = chat.call(params(json!({}))).unwrap();
+    assert_eq!(
+        (own.url.as_str(), own.api_key.as_deref()),
+        ("https://api.openai.com/v1/chat/completions", Some("sk-worker"))
+    );
+    let same = chat.call(params(json!({"base_url": "https://api.openai.com/v1/"}))).unwrap();
+    assert_eq!(same.api_key.as_deref(), Some("sk-worker"), "the worker's own URL, written with a slash");
+    let elsewhere = chat.call(params(json!({"base_url": "https://collector.example/v1"}))).unwrap();
+    assert_eq!((elsewhere.url.as_str(), elsewhere.api_key), ("https://collector.example/v1/chat/completions", None));
+    let theirs =
+        chat.call(params(json!({"base_url": "https://collector.example/v1", "api_key": "sk-theirs"}))).unwrap();
+    assert_eq!(theirs.api_key.as_deref(), Some("sk-theirs"));
+}

@@ -136,7 +136,7 @@ async fn the_binary_serves_websocket_subscribers() {
     let stream = format!("{url}/api/v1/activities/{id}/ws");
     http.post(format!("{stream}/token")).json(&json!({"text": "Hi", "index": 0})).send().await.unwrap();
     http.post(format!("{stream}/complete")).json(&json!({"result": {"text": "Hi"}})).send().await.unwrap();
-    let received = subscriber.until_closed().await.unwrap();
+    let received = subscriber.until_end().await.unwrap();
     assert_eq!(received.tokens, [(0, "Hi".to_owned())]);
     assert_eq!(received.end, Some(kruxiaflow_worker_testing::StreamFrame::Complete { result: json!({"text": "Hi"}) }));
     terminate(&mut child.0);

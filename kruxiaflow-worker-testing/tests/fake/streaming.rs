@@ -168,3 +168,72 @@ async fn a_client_may_subscribe_by_workflow_and_activity_key() {
     let refused = tokio_tungstenite::connect_async(unknown.as_str()).await.unwrap_err();
     assert!(refused.to_string().contains("404"), "{refused}");
 }
+
+/// A WebSocket endpoint that, like the real server (v0.8.3), sends the end frame and
+/// then leaves the socket open.
+async fn never_closing_server() -> String {
+    use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+    let app = axum::Router::new().route(
+        "/api/v1/activities/{id}/ws",
+        axum::routing::get(|upgrade: WebSocketUpgrade| async move {
+            upgrade.on_upgrade(|mut socket| async move {
+                let token = json!({"type": "token", "text": "Hi", "index": 0});
+                let complete = json!({"type": "complete", "result": {"text": "Hi"}});
+                for frame in [token, complete] {
+                    let _ = socket.send(AxumMessage::Text(frame.to_string().into())).await;
+                }
+                // Open for good: only the client's close ends it.
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, AxumMessage::Close(_)) {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn until_end_returns_at_the_end_frame_when_the_server_keeps_the_socket_open() {
+    let url = never_closing_server().await;
+    let subscriber = StreamSubscriber::connect(&url, Uuid::now_v7(), None).await.unwrap();
+    let received = tokio::time::timeout(std::time::Duration::from_secs(5), subscriber.until_end())
+        .await
+        .expect("returns at the end frame")
+        .unwrap();
+    assert_eq!(received.text(), "Hi");
+    assert_eq!(received.end, Some(StreamFrame::Complete { result: json!({"text": "Hi"}) }));
+}
+
+#[tokio::test]
+async fn subscribing_by_key_waits_until_the_activity_is_scheduled() {
+    let server = FakeServer::start().await;
+    let workflow_id = Uuid::now_v7();
+    let url = server.url();
+    let subscribing = tokio::spawn(async move {
+        let key = (workflow_id, "draft answer");
+        StreamSubscriber::connect_by_key(&url, key, None, std::time::Duration::from_secs(10)).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!subscribing.is_finished(), "404 until the activity exists");
+    let id = server.enqueue(NewActivity::new("rust", "chat").workflow_id(workflow_id).key("draft answer"));
+    let subscriber = subscribing.await.unwrap().expect("connected once scheduled");
+    let api = Api::new(&server);
+    api.post(&format!("/api/v1/activities/{id}/ws/complete"), json!({"result": {"text": "ok"}})).await;
+    let received = subscriber.until_end().await.unwrap();
+    assert_eq!(received.end, Some(StreamFrame::Complete { result: json!({"text": "ok"}) }));
+}
+
+#[tokio::test]
+async fn subscribing_by_key_gives_up_after_its_wait() {
+    let server = FakeServer::start().await;
+    let key = (Uuid::now_v7(), "never");
+    let error = StreamSubscriber::connect_by_key(&server.url(), key, None, std::time::Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("404"), "{error}");
+}

@@ -91,7 +91,7 @@ async fn a_subscriber_receives_the_exact_text_in_order_and_a_complete_equal_to_t
     let id = server.enqueue(streamed(&text));
     let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
     let worker = RunningWorker::start(config(&server), registry(spell()));
-    let received = subscriber.until_closed().await.unwrap();
+    let received = subscriber.until_end().await.unwrap();
     let outcome = server.wait_for(id).await;
     worker.stop().await.unwrap();
 
@@ -128,7 +128,7 @@ async fn a_subscriber_who_joins_mid_run_receives_the_rest() {
         server.wait_until(Duration::from_secs(10), || (count(&server, Endpoint::StreamSubscribers) > 0).then_some(()));
     first_check.await.expect("the worker never checked for subscribers");
     let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
-    let received = subscriber.until_closed().await.unwrap();
+    let received = subscriber.until_end().await.unwrap();
     let outcome = server.wait_for(id).await;
     worker.stop().await.unwrap();
 
@@ -207,7 +207,7 @@ async fn a_timed_out_attempt_ends_its_stream_with_an_error_before_failing() {
     let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1).setting("streaming", json!(true)));
     let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
     let worker = RunningWorker::start(config(&server), registry(stuck));
-    let received = subscriber.until_closed().await.unwrap();
+    let received = subscriber.until_end().await.unwrap();
     let failures =
         server.wait_until(Duration::from_secs(10), || server.activity(id).and_then(|a| a.failures.first().cloned()));
     let failure = failures.await.expect("the timeout was never reported");

@@ -245,7 +245,7 @@ pub async fn streaming(activities: usize, tokens: u32, concurrency: usize) -> Re
     for activity in admin.activities().await? {
         let id = activity["activity_id"].as_str().and_then(|id| id.parse().ok()).ok_or("an activity without an id")?;
         let subscriber = StreamSubscriber::connect(&url, id, None).await.map_err(|e| e.to_string())?;
-        subscribers.spawn(subscriber.until_closed());
+        subscribers.spawn(subscriber.until_end());
     }
     let worker = start_worker(&url, &worker_env(concurrency))?;
     let started = Instant::now();
