@@ -1,6 +1,9 @@
 //! One line to see the worker's logs: [`init`] installs a `tracing` subscriber that
 //! writes to standard error, filtered by `RUST_LOG` (default `info`), as text or, for log
-//! shippers, as one JSON object per line (`KRUXIAFLOW_LOG_FORMAT=json`).
+//! shippers, as one JSON object per line (`KRUXIAFLOW_LOG_FORMAT=json`). Text is
+//! coloured only when standard error is a terminal and `NO_COLOR` is unset.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +44,12 @@ impl LogFormat {
     }
 }
 
+/// Whether text lines are coloured: only on a terminal, and never with `NO_COLOR` set
+/// to anything but the empty string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 /// Installs the subscriber, unless the application installed one already (then its
 /// own stays, and this does nothing). Call it first thing in `main`.
 ///
@@ -61,12 +70,30 @@ pub fn init() -> Result<(), ConfigError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A log line that cannot be written is dropped: reporting that on standard error
     // (the default) panics the task when standard error is a closed pipe.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref()))
+        .log_internal_errors(false);
     // An error here means a subscriber is installed already: the application's choice.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None), "a file or a pipe gets no escapes");
+    }
 }
