@@ -19,7 +19,7 @@ async fn a_subscriber_sees_the_answer_in_order_and_a_complete_equal_to_the_outpu
     let id = server.enqueue(
         NewActivity::new("rust", "llm_chat")
             .params(json!({"prompt": "Why stream?", "base_url": model.base_url(), "model": "stand-in-1"}))
-            .setting("streaming", json!(true))
+            .streaming(true)
             .retry(RetrySettings::attempts(1)),
     );
     let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();

@@ -271,8 +271,8 @@ async fn three_worker_processes_share_the_load_and_never_run_one_activity_twice(
     let twice: Vec<_> = activities.iter().filter(|a| a.claims != 1).collect();
     assert!(twice.is_empty(), "claimed more than once without a lease expiring: {twice:?}");
     let mut per_worker: HashMap<String, usize> = HashMap::new();
-    for activity in &activities {
-        let completion = activity.outcome.as_ref().unwrap().expect_completed();
+    for activity in activities {
+        let completion = activity.outcome.unwrap().expect_completed();
         *per_worker.entry(completion.worker_id.clone()).or_default() += 1;
     }
     println!("three workers: {per_worker:?}");

@@ -20,5 +20,6 @@ pub use fake::{
     ActivitySnapshot, ChaosConfig, Completion, Endpoint, Failure, FakeServer, FakeServerBuilder, Fault, NewActivity,
     Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status, Usage,
 };
+pub use kruxiaflow_worker::Spend;
 pub use mock::{LogLevel, LogLine, MockContext, MockContextBuilder, Report, Streamed, Upload};
 pub use subscriber::{Received, StreamFrame, StreamSubscriber, SubscribeError};

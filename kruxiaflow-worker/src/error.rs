@@ -33,6 +33,17 @@ pub mod codes {
     pub const HEARTBEAT_FAILED: &str = "HEARTBEAT_FAILED";
     /// The output is larger than the server accepts (terminal: it would be again).
     pub const OUTPUT_TOO_LARGE: &str = "OUTPUT_TOO_LARGE";
+    /// The activity failed with a code that is not a code (a sentence, most often: its
+    /// code and message swapped); the message names both. Retryable as the activity
+    /// said.
+    pub const INVALID_ERROR_CODE: &str = "INVALID_ERROR_CODE";
+}
+
+/// Whether `code` is an error code: 1 to 128 letters, digits, `_`, `.`, `:`, `/` or
+/// `-` (`BAD_INPUT`, `openai:rate_limited`), not a sentence.
+pub(crate) fn is_code(code: &str) -> bool {
+    (1..=128).contains(&code.len())
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'))
 }
 
 /// Why an activity attempt failed, as reported to the server.

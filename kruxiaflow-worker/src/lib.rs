@@ -72,7 +72,7 @@ mod worker;
 pub use activity::{Activity, Execute, decode_params};
 pub use client::RetryPolicy;
 pub use config::{ConfigError, Credentials, WorkerConfig};
-pub use context::{ActivityContext, CancelReason};
+pub use context::{ActivityContext, CancelReason, Spend};
 pub use error::{ActivityError, WorkerError};
 pub use protocol::{OutputDefinition, OutputType, UsageEntry};
 pub use registry::{ActivityRegistry, RegistryError};
@@ -80,14 +80,19 @@ pub use result::{ActivityOutput, ActivityResult};
 pub use stream::TokenStream;
 pub use worker::{WorkerHandle, WorkerManager};
 
+// Types of this crate's API from other crates, so that a user needs no matching
+// version of those crates of their own.
+pub use rust_decimal::{Decimal, dec};
+pub use uuid::Uuid;
+
 #[cfg(feature = "macros")]
 pub use kruxiaflow_worker_macros::{Activity, activity};
 
 /// Everything an activity or a worker `main` usually needs.
 pub mod prelude {
     pub use crate::{
-        Activity, ActivityContext, ActivityError, ActivityOutput, ActivityRegistry, ActivityResult, Execute,
-        OutputType, TokenStream, UsageEntry, WorkerConfig, WorkerError, WorkerManager,
+        Activity, ActivityContext, ActivityError, ActivityOutput, ActivityRegistry, ActivityResult, Decimal, Execute,
+        OutputType, TokenStream, UsageEntry, Uuid, WorkerConfig, WorkerError, WorkerManager, dec,
     };
 
     #[cfg(feature = "macros")]

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::context::Spend;
-use crate::error::ActivityError;
+use crate::error::{ActivityError, codes, is_code};
 use crate::protocol::{CompleteRequest, FailRequest, FailureDetails, UsageEntry};
 use crate::result::ActivityResult;
 
@@ -47,13 +47,21 @@ impl Report {
     fn failure(worker_id: &str, error: ActivityError, cost: Option<Decimal>, usage: Vec<UsageEntry>) -> Self {
         // The server refuses empty codes and messages (422); never let that lose a report.
         let non_empty = |s: &str, fallback: &str| if s.trim().is_empty() { fallback.to_owned() } else { s.to_owned() };
+        let (code, message) = match (error.code(), error.message()) {
+            (code, message) if code.trim().is_empty() || is_code(code) => {
+                (non_empty(code, codes::EXECUTION_ERROR), non_empty(message, "the activity failed without a message"))
+            }
+            // Loud rather than a workflow branching on a sentence as a code.
+            (code, message) => (
+                codes::INVALID_ERROR_CODE.to_owned(),
+                format!(
+                    "the activity failed with code {code:?} and message {message:?}, but a code is a word of letters, digits, '_', '.', ':', '/' or '-': were they swapped? ActivityError::terminal(code, message) takes the code first, ActivityResult::error(message, code, retryable) the message"
+                ),
+            ),
+        };
         Self::Fail(FailRequest {
             worker_id: worker_id.to_owned(),
-            error: FailureDetails {
-                code: non_empty(error.code(), crate::error::codes::EXECUTION_ERROR),
-                message: non_empty(error.message(), "the activity failed without a message"),
-                retryable: error.is_retryable(),
-            },
+            error: FailureDetails { code, message, retryable: error.is_retryable() },
             cost_usd: cost,
             usage,
         })
@@ -110,6 +118,7 @@ fn merge(spend: Spend, cost: Option<Decimal>, usage: Vec<UsageEntry>) -> (Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn spend_recorded_on_the_context_rides_on_a_failure() {
@@ -150,6 +159,29 @@ mod tests {
         let report = Report::from_outcome("w", Ok(result), Spend::default());
         assert_eq!(report.endpoint(), "fail");
         assert_eq!(report.to_json()["error"]["code"], "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn a_code_and_message_swapped_fail_as_invalid_error_code_naming_both() {
+        let swapped = [
+            Err(ActivityError::terminal("text must not be empty", "BAD_INPUT")),
+            Ok(ActivityResult::error("BAD_INPUT", "text must not be empty", false)),
+        ];
+        for outcome in swapped {
+            let report = Report::from_outcome("w", outcome, Spend::default());
+            assert_eq!(
+                report.to_json()["error"],
+                json!({
+                    "code": "INVALID_ERROR_CODE",
+                    "message": "the activity failed with code \"text must not be empty\" and message \"BAD_INPUT\", but a code is a word of letters, digits, '_', '.', ':', '/' or '-': were they swapped? ActivityError::terminal(code, message) takes the code first, ActivityResult::error(message, code, retryable) the message",
+                    "retryable": false
+                })
+            );
+        }
+        for code in ["BAD_INPUT", "openai:rate_limited", "http.429", "A-1/b"] {
+            let report = Report::from_outcome("w", Err(ActivityError::retryable(code, "m")), Spend::default());
+            assert_eq!(report.to_json()["error"]["code"], code);
+        }
     }
 
     #[test]

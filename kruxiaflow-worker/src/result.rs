@@ -79,6 +79,18 @@ impl ActivityOutput {
     }
 }
 
+/// What kind of JSON value `value` is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The result of a successful activity attempt (or, for parity with the Python SDK,
 /// a failure built with [`ActivityResult::error`]).
 ///
@@ -114,6 +126,43 @@ impl ActivityResult {
     /// A result with several outputs.
     pub fn values(outputs: Vec<ActivityOutput>) -> Self {
         Self { outputs, ..Self::default() }
+    }
+
+    /// A result with one value output per field of `value` (a struct or a map), as the
+    /// guide's samples return a dict: `{"sentiment": .., "confidence": ..}`.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::ActivityResult;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Analysis { sentiment: &'static str, confidence: f64 }
+    ///
+    /// let result = ActivityResult::from_serialize(&Analysis { sentiment: "positive", confidence: 0.5 });
+    /// assert_eq!(result.output("sentiment"), Some(&serde_json::json!("positive")));
+    /// assert_eq!(result.output("confidence"), Some(&serde_json::json!(0.5)));
+    /// ```
+    ///
+    /// A value that is not an object (a number, a list) or cannot be serialized fails
+    /// the activity terminally with `INVALID_OUTPUT` when it is reported, as
+    /// [`ActivityOutput::value`] does.
+    pub fn from_serialize(value: &impl Serialize) -> Self {
+        let fields = finite::check(value)
+            .map_err(|e| e.to_string())
+            .and_then(|()| serde_json::to_value(value).map_err(|e| e.to_string()));
+        match fields {
+            Ok(Value::Object(fields)) => {
+                Self::values(fields.into_iter().map(|(name, value)| ActivityOutput::value(name, value)).collect())
+            }
+            Ok(other) => Self::invalid(format!(
+                "ActivityResult::from_serialize needs a struct or a map, one output per field; got {}",
+                kind(&other)
+            )),
+            Err(error) => Self::invalid(format!("the result cannot be serialized to JSON: {error}")),
+        }
+    }
+
+    fn invalid(message: String) -> Self {
+        Self { failure: Some(ActivityError::terminal(codes::INVALID_OUTPUT, message)), ..Self::default() }
     }
 
     /// A result with no outputs.
@@ -238,6 +287,32 @@ mod tests {
         assert_eq!(
             error.message(),
             "output 'scores' cannot be serialized to JSON: NaN at [1] is not a JSON number (JSON has no NaN or infinity)"
+        );
+    }
+
+    #[test]
+    fn from_serialize_makes_one_output_per_field_and_refuses_what_has_no_fields() {
+        #[derive(Serialize)]
+        struct Analysis {
+            sentiment: &'static str,
+            scores: Vec<f64>,
+        }
+        let output = ActivityResult::from_serialize(&Analysis { sentiment: "mixed", scores: vec![0.25] })
+            .into_report_parts()
+            .output
+            .unwrap();
+        assert_eq!(Value::Object(output), serde_json::json!({"sentiment": "mixed", "scores": [0.25]}));
+
+        let error = ActivityResult::from_serialize(&[1, 2]).into_report_parts().output.unwrap_err();
+        assert_eq!((error.code(), error.is_retryable()), (codes::INVALID_OUTPUT, false));
+        assert_eq!(
+            error.message(),
+            "ActivityResult::from_serialize needs a struct or a map, one output per field; got a list"
+        );
+        let nan = ActivityResult::from_serialize(&Analysis { sentiment: "?", scores: vec![f64::NAN] });
+        assert_eq!(
+            nan.into_report_parts().output.unwrap_err().message(),
+            "the result cannot be serialized to JSON: NaN at scores[0] is not a JSON number (JSON has no NaN or infinity)"
         );
     }
 

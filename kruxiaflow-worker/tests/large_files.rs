@@ -78,7 +78,7 @@ async fn a_200_mib_file_round_trips_through_download_and_upload_with_flat_memory
             .workflow_id(workflow_id)
             .params(json!({"input": format!("postgres://{workflow_id}/extract/big.bin")})),
     );
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     let elapsed = started.elapsed();
     let growth_mib = status_kib("VmHWM").saturating_sub(baseline) as f64 / 1024.0;
     handle.shutdown();

@@ -79,7 +79,7 @@ fn cases(around: &Surroundings, model_url: &str) -> Vec<Case> {
         Case {
             activity: NewActivity::new("rust", "llm_chat")
                 .params(json!({"prompt": "Tell a story", "base_url": model_url, "model": "stand-in-1"}))
-                .setting("streaming", json!(true))
+                .streaming(true)
                 .retry(RetrySettings::attempts(1)),
             expect: completed(|o| o["text"] == STORY),
         },

@@ -24,6 +24,47 @@ use kruxiaflow_worker_testing::FakeServer;
 const USAGE: &str =
     "usage: kruxiaflow-fake-server [--port PORT] [--auth CLIENT_ID:CLIENT_SECRET] [--token-lifetime SECONDS]";
 
+/// `--help`: the options, then every admin route and every field they take.
+const HELP: &str = r#"kruxiaflow-fake-server: the fake Kruxia Flow API on a port, for trying a worker without a server.
+
+usage: kruxiaflow-fake-server [--port PORT] [--auth CLIENT_ID:CLIENT_SECRET] [--token-lifetime SECONDS]
+
+  --port PORT               listen on 127.0.0.1:PORT (default: a free port, printed on the first line)
+  --auth ID:SECRET          OAuth mode: the API needs a token from these client credentials
+  --token-lifetime SECONDS  lifetime of the tokens it issues (default 86400)
+
+The worker API is served as the real server's (PROTOCOL.md). The queue is driven with admin routes:
+
+  POST /_fake/activities          enqueue one activity (fields below) -> 201 {"activity_id": "..."}
+  POST /_fake/activities/batch    {"activity": {...}, "count": N} -> 201 {"count": N}
+  GET  /_fake/activities          every activity: status, claims, failures, outcome
+  GET  /_fake/activities/{id}     one activity (404 if unknown)
+  GET  /_fake/stats               {"activities": N, "settled": N, "requests": N}
+  GET  /_fake/requests            the request log: every request answered, with its status
+  GET  /_fake/files               the files workers uploaded
+  POST /_fake/sweep               expire leases now -> {"requeued": N, "timed_out": N}
+
+Fields of an activity (all optional but worker and activity_name; an unknown field is a 400 naming it):
+
+  worker             worker type (default "rust")
+  activity_name      the activity's name
+  activity_key       its key in the workflow (default: the name)
+  activity_id        a fixed UUID (default: a new UUIDv7)
+  workflow_id        a fixed workflow UUID (default: a new UUIDv7)
+  parameters         the parameters object (default {})
+  timeout_seconds    lease and execution timeout (default null: the server's 60 s lease)
+  retry              {"max_attempts": N, "strategy": "exponential"|"fixed", "base_seconds": N,
+                      "factor": F, "max_seconds": N} (default: the server's, 3 retries)
+  signal_data        signal data sent with the item
+  output_definitions [{"name": "...", "type": "value"|"file"|"folder"}]
+  settings           extra settings keys; {"streaming": true} opts in to token streaming
+  delay              seconds before it can be claimed
+  item_overrides     keys overwritten in the poll item as sent (to test odd items)
+
+Example:
+  curl -X POST localhost:8080/_fake/activities -H 'Content-Type: application/json'        -d '{"worker": "rust", "activity_name": "my_activity", "parameters": {"input": 21}}'
+"#;
+
 #[derive(Debug, Default)]
 struct Options {
     port: u16,
@@ -58,7 +99,6 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                     .ok_or_else(|| format!("--token-lifetime must be a positive number of seconds, got {raw:?}"))?;
                 options.token_lifetime = Some(Duration::from_secs(seconds));
             }
-            "--help" | "-h" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -67,6 +107,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().skip(1).any(|arg| arg == "--help" || arg == "-h") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {

@@ -23,7 +23,7 @@ use uuid::Uuid;
 /// assert_eq!(activity.activity_key, "my_activity");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NewActivity {
     /// Worker type.
     pub worker: String,
@@ -134,7 +134,20 @@ impl NewActivity {
         self
     }
 
-    /// Adds a settings key.
+    /// Opts the activity in to token streaming, as the activity-level `streaming: true`
+    /// of a workflow definition does (the server puts it in `settings.streaming`).
+    ///
+    /// ```
+    /// use kruxiaflow_worker_testing::NewActivity;
+    ///
+    /// let chat = NewActivity::new("rust", "llm_chat").streaming(true);
+    /// assert_eq!(chat.settings["streaming"], serde_json::json!(true));
+    /// ```
+    pub fn streaming(self, enabled: bool) -> Self {
+        self.setting("streaming", Value::Bool(enabled))
+    }
+
+    /// Sets one key of the activity's `settings`.
     pub fn setting(mut self, key: impl Into<String>, value: Value) -> Self {
         self.settings.insert(key.into(), value);
         self
@@ -182,7 +195,7 @@ impl NewActivity {
 
 /// `settings.retry` of an activity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
     /// Attempts in total (1 = no retries).
     pub max_attempts: u32,
@@ -272,18 +285,20 @@ impl Outcome {
         }
     }
 
-    /// The completion, or a panic naming the failure.
+    /// The completion, or a panic naming the failure. Takes the outcome, so
+    /// `server.wait_for(id).await.expect_completed()` is one expression.
     #[track_caller]
-    pub fn expect_completed(&self) -> &Completion {
+    pub fn expect_completed(self) -> Completion {
         match self {
             Self::Completed(c) => c,
             Self::Failed(f) => panic!("expected the activity to complete, but it failed: {} {}", f.code, f.message),
         }
     }
 
-    /// The failure, or a panic showing the output.
+    /// The failure, or a panic showing the output. Takes the outcome, so
+    /// `server.wait_for(id).await.expect_failed()` is one expression.
     #[track_caller]
-    pub fn expect_failed(&self) -> &Failure {
+    pub fn expect_failed(self) -> Failure {
         match self {
             Self::Failed(f) => f,
             Self::Completed(c) => panic!("expected the activity to fail, but it completed with {:?}", c.output),

@@ -3,7 +3,7 @@
 //!
 //! | Route | Does |
 //! |---|---|
-//! | `POST /_fake/activities` | enqueue (body: [`NewActivity`](super::NewActivity) JSON; `worker` and `activity_name` at least) → `201 {"activity_id": ...}` |
+//! | `POST /_fake/activities` | enqueue (body: [`NewActivity`](super::NewActivity) JSON; `worker` and `activity_name` at least) → `201 {"activity_id": ...}`; an unknown field is a `400` naming it |
 //! | `POST /_fake/activities/batch` | enqueue `{"activity": NewActivity, "count": n}` → `201 {"count": n}` |
 //! | `GET /_fake/activities` | every activity with its status and outcome |
 //! | `GET /_fake/activities/{id}` | one activity |
@@ -38,19 +38,37 @@ pub(crate) fn router(tooling: Arc<Tooling>) -> Router<Arc<ServerState>> {
         .layer(Extension(tooling))
 }
 
-async fn enqueue(State(state): State<Arc<ServerState>>, Json(new): Json<NewActivity>) -> Response {
+/// A JSON body that must be exactly a `T`: an unknown field (a typo such as `setings`,
+/// which would otherwise be ignored) is a 400 naming it and the fields accepted.
+struct Strict<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Strict<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(&mut deserializer).map(Strict).map_err(|error| {
+            let message = format!("Bad request: {} at {}", error.inner(), error.path());
+            super::envelope::error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        })
+    }
+}
+
+async fn enqueue(State(state): State<Arc<ServerState>>, Strict(new): Strict<NewActivity>) -> Response {
     let now = state.clock.now();
     let id = state.with_queue(|q| q.enqueue(new, now));
     (StatusCode::CREATED, Json(json!({"activity_id": id}))).into_response()
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Batch {
     activity: NewActivity,
     count: usize,
 }
 
-async fn enqueue_batch(State(state): State<Arc<ServerState>>, Json(batch): Json<Batch>) -> Response {
+async fn enqueue_batch(State(state): State<Arc<ServerState>>, Strict(batch): Strict<Batch>) -> Response {
     let now = state.clock.now();
     state.with_queue(|q| {
         for _ in 0..batch.count {

@@ -141,3 +141,19 @@ async fn the_binary_serves_websocket_subscribers() {
     assert_eq!(received.end, Some(kruxiaflow_worker_testing::StreamFrame::Complete { result: json!({"text": "Hi"}) }));
     terminate(&mut child.0);
 }
+
+#[test]
+fn help_lists_every_admin_route_and_every_field_an_activity_takes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kruxiaflow-fake-server")).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    let routes = ["/_fake/activities ", "/_fake/activities/batch", "/_fake/activities/{id}", "/_fake/stats"];
+    for route in routes.into_iter().chain(["/_fake/requests", "/_fake/files", "/_fake/sweep"]) {
+        assert!(help.contains(route), "{route} missing from --help");
+    }
+    // Every field of NewActivity, as its JSON says.
+    let fields = serde_json::to_value(kruxiaflow_worker_testing::NewActivity::default()).unwrap();
+    for field in fields.as_object().unwrap().keys() {
+        assert!(help.contains(&format!("\n  {field} ")), "{field} missing from --help");
+    }
+}

@@ -128,3 +128,23 @@ async fn heartbeats_renew_the_full_lease() {
     server.advance_clock(Duration::from_secs(8));
     assert!(api.claim("vectors", "worker_b", 1).await.is_empty(), "renewed at 8 s, valid until 18 s");
 }
+
+#[tokio::test]
+async fn a_typo_in_an_enqueued_activity_is_a_400_naming_the_field() {
+    let server = kruxiaflow_worker_testing::FakeServer::start().await;
+    let api = crate::common::Api::new(&server);
+    let typo = serde_json::json!({"worker": "rust", "activity_name": "chat", "setings": {"streaming": true}});
+    let reply = api.post("/_fake/activities", typo).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(
+        reply.message().starts_with("Bad request: unknown field `setings`, expected one of"),
+        "{}",
+        reply.message()
+    );
+    let nested = serde_json::json!({"activity": {"worker": "rust", "retry": {"max_atempts": 2}}, "count": 1});
+    let reply = api.post("/_fake/activities/batch", nested).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(reply.message().contains("unknown field `max_atempts`"), "{}", reply.message());
+    assert!(reply.message().ends_with("at activity.retry.max_atempts"), "{}", reply.message());
+    assert!(server.activities().is_empty(), "nothing was enqueued");
+}

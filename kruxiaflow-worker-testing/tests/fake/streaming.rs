@@ -237,3 +237,14 @@ async fn subscribing_by_key_gives_up_after_its_wait() {
         .unwrap_err();
     assert!(error.to_string().contains("404"), "{error}");
 }
+
+#[tokio::test]
+async fn a_client_subscribing_after_the_end_gets_no_frame_and_an_open_socket_as_from_the_real_server() {
+    let server = FakeServer::start().await;
+    let id = Uuid::now_v7();
+    let api = Api::new(&server);
+    api.post(&format!("/api/v1/activities/{id}/ws/complete"), json!({"result": {"text": "done"}})).await;
+    let mut late = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), late.next_frame()).await;
+    assert!(waited.is_err(), "no frame and no close: {waited:?}");
+}

@@ -39,7 +39,7 @@ async fn parameters_that_do_not_decode_fail_terminally_naming_the_field() {
     let id = server.enqueue(NewActivity::new("rust", "checkout").params(params));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!(failure.code, "INVALID_PARAMETERS");
@@ -70,7 +70,7 @@ async fn timeout_cancels_the_handler_and_fails_retryable_with_timeout() {
     let id = server.enqueue(NewActivity::new("rust", "slow").timeout_seconds(1).retry(RetrySettings::attempts(1)));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert!(saw_cancel.load(Ordering::SeqCst), "the handler saw a Timeout cancellation");
@@ -99,7 +99,7 @@ async fn a_handler_that_ignores_cancellation_is_aborted_after_the_grace_period()
     let id = server.enqueue(NewActivity::new("rust", "stubborn").timeout_seconds(1).retry(RetrySettings::attempts(1)));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
 
@@ -117,8 +117,8 @@ async fn a_panic_fails_retryable_with_panic_and_the_worker_keeps_working() {
     let good = server.enqueue(NewActivity::new("rust", "echo").params(json!(1)));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(bad).await.expect_failed().clone();
-    let completion = server.wait_for(good).await.expect_completed().clone();
+    let failure = server.wait_for(bad).await.expect_failed();
+    let completion = server.wait_for(good).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(failure.code, "PANIC");
@@ -138,7 +138,7 @@ async fn an_unknown_activity_fails_retryable_listing_what_is_registered() {
     let worker_id = config.worker_id.clone();
     let worker = RunningWorker::start(config, registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!(failure.code, "ACTIVITY_NOT_FOUND");
@@ -275,7 +275,7 @@ async fn an_activity_handed_out_again_while_running_here_keeps_its_heartbeats() 
     let beats = || server.log().to(Endpoint::Heartbeat).iter().filter(|r| r.activity_id == Some(id)).count();
     let after_reclaim = beats();
     eventually("heartbeats go on for the attempt still running", || beats() >= after_reclaim + 2).await;
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["ran"], true);
@@ -291,7 +291,7 @@ async fn an_odd_poll_item_is_failed_without_stranding_the_rest_of_the_batch() {
     let good_after = server.enqueue(NewActivity::new("rust", "echo").params(json!("b")));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(odd).await.expect_failed().clone();
+    let failure = server.wait_for(odd).await.expect_failed();
     server.wait_for(good_before).await.expect_completed();
     server.wait_for(good_after).await.expect_completed();
     worker.stop().await.unwrap();
@@ -333,7 +333,7 @@ async fn the_context_carries_ids_signal_settings_and_output_definitions() {
     );
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(

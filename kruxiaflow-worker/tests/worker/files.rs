@@ -43,7 +43,7 @@ async fn an_activity_downloads_transforms_and_uploads_a_file_output_that_reaches
     );
     let worker = RunningWorker::start(config(&server), registry_with(shout_file()));
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     let reference = format!("postgres://{workflow_id}/shout/result.txt");
@@ -90,7 +90,7 @@ async fn a_download_cut_short_every_time_fails_saying_so() {
     );
     let worker = RunningWorker::start(config(&server), registry_with(shout_file()));
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!(failure.code, "FILE_TRANSFER_FAILED");
@@ -106,7 +106,7 @@ async fn a_missing_file_fails_with_file_not_found_naming_the_reference() {
     let id = server.enqueue(NewActivity::new("rust", "shout_file").params(json!({"input": reference})));
     let worker = RunningWorker::start(config(&server), registry_with(shout_file()));
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("FILE_NOT_FOUND", false));
@@ -139,7 +139,7 @@ async fn traversal_attempts_are_refused_before_any_request_is_sent() {
     let id = server.enqueue(NewActivity::new("rust", "sneaky"));
     let worker = RunningWorker::start(config(&server), registry_with(attempts));
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     let codes: Vec<String> = serde_json::from_value(completion.output["codes"].clone()).unwrap();
@@ -158,7 +158,7 @@ async fn uploading_a_missing_local_file_names_the_path() {
     let id = server.enqueue(NewActivity::new("rust", "uploads"));
     let worker = RunningWorker::start(config(&server), registry_with(uploads));
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("LOCAL_FILE_NOT_FOUND", false));

@@ -40,7 +40,7 @@ async fn poison_items_fail_alone_and_the_rest_of_their_batch_runs() {
     let config = WorkerConfig { max_concurrent_activities: 8, poll_max_activities: 8, ..config(&server) };
     let worker = RunningWorker::start(config, registry);
 
-    let completion = server.wait_for(good[0]).await.expect_completed().clone();
+    let completion = server.wait_for(good[0]).await.expect_completed();
     let failed = |id: &str| {
         let id = id.parse().unwrap();
         server.log().to(Endpoint::Fail).into_iter().find(|r| r.activity_id == Some(id)).and_then(|r| r.body)
@@ -132,7 +132,7 @@ async fn a_completion_survives_a_token_endpoint_that_refuses_for_a_while() {
     server.revoke_tokens();
     server.faults().inject(Endpoint::Token, Fault::Status(401), 5);
     release.notify_one();
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["done"], true);
@@ -154,7 +154,7 @@ async fn a_completion_survives_a_token_endpoint_answering_an_html_page() {
     server.revoke_tokens();
     server.faults().inject(Endpoint::Token, Fault::HtmlPage, 5);
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!("kept")));
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], "kept");
@@ -207,7 +207,7 @@ async fn an_output_over_the_servers_body_limit_fails_terminally() {
     );
     let id = server.enqueue(NewActivity::new("rust", "huge"));
     let worker = RunningWorker::start(config(&server), registry);
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("OUTPUT_TOO_LARGE", false));
@@ -223,7 +223,7 @@ async fn a_413_on_a_completion_settles_it_as_output_too_large() {
     registry.register(echo(), "rust");
     let id = server.enqueue(NewActivity::new("rust", "echo"));
     let worker = RunningWorker::start(config(&server), registry);
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("OUTPUT_TOO_LARGE", false));
@@ -237,7 +237,7 @@ async fn nan_and_infinite_outputs_fail_as_invalid_output_naming_the_output() {
         .register(activity("ratio", |_p, _ctx| async move { Ok(ActivityResult::value("ratio", f64::NAN)) }), "rust");
     let id = server.enqueue(NewActivity::new("rust", "ratio"));
     let worker = RunningWorker::start(config(&server), registry);
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!((failure.code.as_str(), failure.retryable), ("INVALID_OUTPUT", false));
@@ -266,7 +266,7 @@ async fn a_file_download_slower_than_the_http_timeout_succeeds_while_it_moves() 
     let id = server.enqueue(NewActivity::new("rust", "fetch").params(json!({"file": reference})));
     let worker =
         RunningWorker::start(WorkerConfig { http_timeout: Duration::from_secs(1), ..config(&server) }, registry);
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["bytes"], 250_000);
@@ -330,7 +330,7 @@ async fn over_delivered_items_wait_for_a_slot_and_are_settled_at_shutdown() {
 
     assert_eq!(started.load(Ordering::SeqCst), 1, "the concurrency bound held");
     for id in ids {
-        let failure = server.wait_for(id).await.expect_failed().clone();
+        let failure = server.wait_for(id).await.expect_failed();
         assert_eq!(failure.code, "WORKER_SHUTDOWN", "{id}");
     }
     assert!(took < bound + Duration::from_secs(3), "shutdown took {took:?}");
@@ -359,7 +359,7 @@ async fn activities_blocking_their_threads_do_not_stop_other_activities_heartbea
     let patient = server.enqueue(NewActivity::new("rust", "patient").timeout_seconds(8));
     let worker = RunningWorker::start(WorkerConfig { max_concurrent_activities: 8, ..config(&server) }, registry);
 
-    let completion = server.wait_for(patient).await.expect_completed().clone();
+    let completion = server.wait_for(patient).await.expect_completed();
     for id in blockers {
         assert_eq!(server.wait_for(id).await.expect_completed().attempts, 1);
     }
@@ -382,7 +382,7 @@ async fn a_handler_stuck_in_blocking_code_cannot_keep_the_worker_from_stopping()
     );
     let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1).retry(RetrySettings::attempts(1)));
     let worker = RunningWorker::start(config(&server), registry);
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     let stopping = Instant::now();
     worker.stop().await.unwrap();
 
@@ -469,7 +469,7 @@ async fn the_retry_of_an_attempt_stuck_in_blocking_code_runs_on_this_worker() {
     let id =
         server.enqueue(NewActivity::new("rust", "stuck_once").timeout_seconds(2).retry(RetrySettings::attempts(2)));
     let worker = RunningWorker::start(config(&server), registry);
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     // The first attempt was failed as a timeout while its handler still blocked its

@@ -28,7 +28,7 @@ async fn a_proxys_404_on_a_completion_does_not_drop_the_finished_result() {
     server.faults().inject(Endpoint::Complete, Fault::ProxyStatus(404), 3);
     let worker = RunningWorker::start(config(&server), registry(echo()));
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], json!({"n": 7}));
@@ -120,8 +120,7 @@ async fn a_streaming_endpoint_refusing_the_token_disables_the_stream_and_fetches
         }
         Ok(ActivityResult::value("said", "abc"))
     });
-    let ids: Vec<_> =
-        (0..5).map(|_| server.enqueue(NewActivity::new("rust", "talker").setting("streaming", json!(true)))).collect();
+    let ids: Vec<_> = (0..5).map(|_| server.enqueue(NewActivity::new("rust", "talker").streaming(true))).collect();
     let worker = RunningWorker::start(config(&server).with_credentials("my-worker", "s3cret"), registry(talker));
 
     for id in ids {
@@ -194,7 +193,7 @@ fn position(server: &FakeServer, id: uuid::Uuid, endpoint: Endpoint) -> Option<u
 #[tokio::test]
 async fn a_shutdown_during_streaming_ends_the_stream_before_the_failure_is_reported() {
     let server = FakeServer::start().await;
-    let stuck = NewActivity::new("rust", "stuck").setting("streaming", json!(true));
+    let stuck = NewActivity::new("rust", "stuck").streaming(true);
     let id = server.enqueue(stuck.retry(RetrySettings::attempts(1)));
     server.set_stream_subscribers(id, 1);
     let worker = RunningWorker::start(config(&server), registry(stuck_streamer()));
@@ -219,7 +218,7 @@ async fn a_slow_streaming_endpoint_still_ends_the_stream_before_the_completion()
         }
         Ok(ActivityResult::value("said", "one two three"))
     });
-    let id = server.enqueue(NewActivity::new("rust", "talker").setting("streaming", json!(true)));
+    let id = server.enqueue(NewActivity::new("rust", "talker").streaming(true));
     server.set_stream_subscribers(id, 1);
     server.faults().set_latency(Endpoint::StreamToken, Duration::from_secs(5));
     let worker = RunningWorker::start(config(&server), registry(talker));
@@ -238,7 +237,7 @@ async fn a_stream_whose_first_send_overflows_still_ends_before_the_completion() 
         ctx.stream().send("x".repeat(2 * 1024 * 1024));
         Ok(ActivityResult::value("said", "too much"))
     });
-    let id = server.enqueue(NewActivity::new("rust", "flood").setting("streaming", json!(true)));
+    let id = server.enqueue(NewActivity::new("rust", "flood").streaming(true));
     server.set_stream_subscribers(id, 1);
     let worker = RunningWorker::start(config(&server), registry(flood));
     server.wait_for(id).await.expect_completed();

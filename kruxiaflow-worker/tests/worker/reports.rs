@@ -21,7 +21,7 @@ async fn completes_an_activity_with_its_output_cost_and_usage() {
     let id = server.enqueue(NewActivity::new("rust", "priced"));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output, json!({"summary": "3 rows rendered"}).as_object().unwrap().clone());
@@ -42,7 +42,7 @@ async fn completion_that_meets_503_a_reset_and_a_500_arrives_exactly_once() {
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!({"n": 7})));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["echo"], json!({"n": 7}));
@@ -61,7 +61,7 @@ async fn completion_committed_before_a_500_is_confirmed_by_the_idempotent_retry(
     let id = server.enqueue(NewActivity::new("rust", "echo").params(json!("first")));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     crate::common::eventually("the retried completion is acknowledged", || {
         server.log().to(Endpoint::Complete).iter().any(|r| r.status == 200)
     })
@@ -89,7 +89,7 @@ async fn failure_report_is_retried_and_a_409_after_its_commit_counts_as_settled(
     let id = server.enqueue(NewActivity::new("rust", "rejects"));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     crate::common::eventually("the fail retry is answered", || server.log().to(Endpoint::Fail).len() == 4).await;
     worker.stop().await.unwrap();
 
@@ -113,7 +113,7 @@ async fn usage_and_cost_recorded_during_execution_ride_on_the_failure() {
     let id = server.enqueue(NewActivity::new("rust", "spends_then_fails"));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let failure = server.wait_for(id).await.expect_failed().clone();
+    let failure = server.wait_for(id).await.expect_failed();
     worker.stop().await.unwrap();
 
     assert_eq!(failure.cost_usd, Some(Decimal::new(1, 3)));
@@ -134,7 +134,7 @@ async fn a_report_the_server_refuses_is_resent_so_the_activity_still_settles() {
     let id = server.enqueue(NewActivity::new("rust", "negative_cost"));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["ok"], true);
@@ -165,7 +165,7 @@ async fn retryable_failures_are_retried_by_the_server_and_complete_later() {
     let id = server.enqueue(NewActivity::new("rust", "flaky").retry(RetrySettings::attempts(3)));
     let worker = RunningWorker::start(config(&server), registry);
 
-    let completion = server.wait_for(id).await.expect_completed().clone();
+    let completion = server.wait_for(id).await.expect_completed();
     worker.stop().await.unwrap();
 
     assert_eq!(completion.output["attempt"], 3);

@@ -44,7 +44,7 @@ async fn shutdown_drains_quick_activities_and_fails_slow_ones_as_worker_shutdown
         assert_eq!(server.activity(id).unwrap().status, Status::Completed);
     }
     for id in slow {
-        let failure = server.activity(id).unwrap().outcome.unwrap().expect_failed().clone();
+        let failure = server.activity(id).unwrap().outcome.unwrap().expect_failed();
         assert_eq!((failure.code.as_str(), failure.retryable), ("WORKER_SHUTDOWN", true));
     }
     assert_eq!(server.running_claims(&worker_id), 0, "nothing is left waiting for a lease to expire");
@@ -79,7 +79,7 @@ async fn a_second_shutdown_request_skips_the_drain() {
     worker.handle.shutdown_now();
     worker.join().await.unwrap();
 
-    let failure = server.activity(id).unwrap().outcome.unwrap().expect_failed().clone();
+    let failure = server.activity(id).unwrap().outcome.unwrap().expect_failed();
     assert_eq!(failure.code, "WORKER_SHUTDOWN");
 }
 

@@ -23,7 +23,7 @@ fn spell() -> impl Activity {
 }
 
 fn streamed(text: &str) -> NewActivity {
-    NewActivity::new("rust", "spell").params(json!({"text": text})).setting("streaming", json!(true))
+    NewActivity::new("rust", "spell").params(json!({"text": text})).streaming(true)
 }
 
 fn registry(activity: impl Activity) -> ActivityRegistry {
@@ -181,7 +181,7 @@ async fn the_stream_ends_before_the_report_complete_before_complete_and_error_be
     let mut registry = registry(spell());
     registry.register(fails, "rust");
     let done = server.enqueue(streamed("done"));
-    let failed = server.enqueue(NewActivity::new("rust", "fails").setting("streaming", json!(true)));
+    let failed = server.enqueue(NewActivity::new("rust", "fails").streaming(true));
     server.set_stream_subscribers(done, 1);
     server.set_stream_subscribers(failed, 1);
     let worker = RunningWorker::start(config(&server), registry);
@@ -204,7 +204,7 @@ async fn a_timed_out_attempt_ends_its_stream_with_an_error_before_failing() {
         std::future::pending::<()>().await;
         Ok(ActivityResult::value("never", 0))
     });
-    let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1).setting("streaming", json!(true)));
+    let id = server.enqueue(NewActivity::new("rust", "stuck").timeout_seconds(1).streaming(true));
     let subscriber = StreamSubscriber::connect(&server.url(), id, None).await.unwrap();
     let worker = RunningWorker::start(config(&server), registry(stuck));
     let received = subscriber.until_end().await.unwrap();
@@ -227,7 +227,7 @@ async fn an_attempt_cancelled_by_shutdown_ends_its_stream_with_an_error() {
         ctx.cancelled().await;
         Err(ActivityError::retryable("CANCELLED", "stopped"))
     });
-    let id = server.enqueue(NewActivity::new("rust", "waits").setting("streaming", json!(true)));
+    let id = server.enqueue(NewActivity::new("rust", "waits").streaming(true));
     server.set_stream_subscribers(id, 1);
     let worker = RunningWorker::start(config(&server), registry(waits));
     let started = server.wait_until(Duration::from_secs(10), || (!server.stream(id).tokens.is_empty()).then_some(()));

@@ -11,7 +11,8 @@
 //! (b) 1,000 activities sleeping 1 s at concurrency 1,000 (RSS per in-flight activity);
 //! (c) worker CPU per no-op activity; (d) a 1 GiB file downloaded and uploaded again;
 //! (e) 1,000 activities each streaming 500 tokens (one every 2 ms) to one WebSocket
-//! subscriber, at concurrency 100.
+//! subscriber, at concurrency 100; (f) 50 activities streaming 200 tokens at an LLM's
+//! pace, 50 and 200 tokens a second, with the stream's linger at its default and off.
 //! Every figure is the median of `--runs` runs. `--quick` uses small sizes and one run.
 #![forbid(unsafe_code)]
 
@@ -132,7 +133,8 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
         "flat",
     ));
 
-    let runs = repeat(options.runs, || scenarios::streaming(streams, 500, 100)).await?;
+    let fast = || scenarios::Pace { pace_ms: 2, linger: None };
+    let runs = repeat(options.runs, || scenarios::streaming(streams, 500, 100, fast())).await?;
     let label = |what: &str| format!("{streams} activities streaming 500 tokens to a subscriber each: {what}");
     let pick = |f: fn(&scenarios::Streaming) -> f64| median(runs.iter().map(f).collect());
     rows.push(row("e", label("tokens delivered end to end"), pick(|s| s.tokens_per_second), "tokens/s", ""));
@@ -145,6 +147,26 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
     ));
     rows.push(row("e", label("worker CPU per token"), pick(|s| s.worker_cpu_ns_per_token), "ns", ""));
     rows.push(row("e", label("worker peak RSS"), pick(|s| s.worker_peak_rss_mib), "MiB", ""));
+
+    let llm_streams = if options.quick { 10 } else { 50 };
+    for (rate, pace_ms) in [(50, 20), (200, 5)] {
+        for (linger, linger_label) in [(None, "linger 40 ms"), (Some("0"), "linger off")] {
+            let pace = || scenarios::Pace { pace_ms, linger };
+            let runs = repeat(options.runs, || scenarios::streaming(llm_streams, 200, 100, pace())).await?;
+            let label = |what: &str| {
+                format!("{llm_streams} activities streaming 200 tokens at {rate}/s, {linger_label}: {what}")
+            };
+            let pick = |f: fn(&scenarios::Streaming) -> f64| median(runs.iter().map(f).collect());
+            rows.push(row(
+                "f",
+                label("ws/token requests per activity"),
+                pick(|s| s.requests_per_activity),
+                "requests",
+                "",
+            ));
+            rows.push(row("f", label("worker CPU per token"), pick(|s| s.worker_cpu_ns_per_token), "ns", ""));
+        }
+    }
     Ok(rows)
 }
 

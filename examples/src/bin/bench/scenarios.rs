@@ -232,14 +232,21 @@ pub struct Streaming {
     pub worker_peak_rss_mib: f64,
 }
 
-pub async fn streaming(activities: usize, tokens: u32, concurrency: usize) -> Result<Streaming, String> {
+/// How a streaming run is paced: `pace_ms` between two tokens of one activity, and the
+/// worker's `KRUXIAFLOW_WORKER_STREAM_LINGER` in seconds (`None`: its default).
+pub struct Pace {
+    pub pace_ms: u64,
+    pub linger: Option<&'static str>,
+}
+
+pub async fn streaming(activities: usize, tokens: u32, concurrency: usize, pace: Pace) -> Result<Streaming, String> {
     use kruxiaflow_worker_examples::load::TOKEN;
     use kruxiaflow_worker_testing::StreamSubscriber;
 
     let (_server, url) = start_server()?;
     let admin = Admin::new(&url);
     let activity = json!({"worker": "rust", "activity_name": "stream_tokens",
-                          "parameters": {"tokens": tokens, "pace_ms": 2}, "settings": {"streaming": true}});
+                          "parameters": {"tokens": tokens, "pace_ms": pace.pace_ms}, "settings": {"streaming": true}});
     admin.post("/_fake/activities/batch", json!({"activity": activity, "count": activities})).await?;
     let mut subscribers = tokio::task::JoinSet::new();
     for activity in admin.activities().await? {
@@ -247,7 +254,11 @@ pub async fn streaming(activities: usize, tokens: u32, concurrency: usize) -> Re
         let subscriber = StreamSubscriber::connect(&url, id, None).await.map_err(|e| e.to_string())?;
         subscribers.spawn(subscriber.until_end());
     }
-    let worker = start_worker(&url, &worker_env(concurrency))?;
+    let mut env = worker_env(concurrency);
+    if let Some(linger) = pace.linger {
+        env.push(("KRUXIAFLOW_WORKER_STREAM_LINGER", linger.to_owned()));
+    }
+    let worker = start_worker(&url, &env)?;
     let started = Instant::now();
     let (mut text_bytes, mut frames) = (0usize, 0usize);
     while let Some(received) = subscribers.join_next().await {
