@@ -5,8 +5,9 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::context::{ActivityContext, BoxFuture};
+use crate::context::ActivityContext;
 use crate::error::{ActivityError, codes};
+use crate::future::BoxFuture;
 use crate::result::ActivityResult;
 
 /// Something the worker can run: a name and an async handler taking JSON parameters.

@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, Url};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -24,10 +23,9 @@ use crate::config::WorkerConfig;
 use crate::files::FileReference;
 use crate::protocol::{
     FileMetadata, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, ReportAck, StreamComplete,
-    StreamError, StreamToken, SubscriberCount, TokenDelivered,
+    StreamError, StreamToken, SubscriberCount, TokenDelivered, encode,
 };
 use crate::report::Report;
-use crate::stream::StreamEnd;
 use crate::text::{escape_controls, redact_url};
 
 use auth::TokenSource;
@@ -147,18 +145,34 @@ impl ApiClient {
         decode::<TokenDelivered>(url.as_str(), response).await.map(|answer| answer.subscribers)
     }
 
-    /// Ends `activity_id`'s stream (`ws/complete` or `ws/error`, by `end`), once. The
+    /// Ends `activity_id`'s stream with `ws/complete` carrying `result`, once. The
     /// server answers with an empty body.
-    pub(crate) async fn stream_end(
+    pub(crate) async fn stream_complete(
         &self,
         activity_id: Uuid,
-        end: &StreamEnd,
+        result: &serde_json::Map<String, serde_json::Value>,
         timeout: Duration,
     ) -> Result<(), ClientError> {
-        let (endpoint, body) = match end {
-            StreamEnd::Complete(result) => ("complete", encode(&StreamComplete { result })),
-            StreamEnd::Error(error) => ("error", encode(&StreamError { error })),
-        };
+        self.stream_end(activity_id, "complete", encode(&StreamComplete { result }), timeout).await
+    }
+
+    /// Ends `activity_id`'s stream with `ws/error` carrying `error`, once.
+    pub(crate) async fn stream_error(
+        &self,
+        activity_id: Uuid,
+        error: &str,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.stream_end(activity_id, "error", encode(&StreamError { error }), timeout).await
+    }
+
+    async fn stream_end(
+        &self,
+        activity_id: Uuid,
+        endpoint: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
         let url = self.activity_url(activity_id, &["ws", endpoint]);
         let request = Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(timeout) };
         self.send_authenticated(&request).await.map(drop)
@@ -341,13 +355,6 @@ impl std::fmt::Debug for ApiClient {
             .field("authenticated", &self.auth.is_some())
             .finish()
     }
-}
-
-/// Serializes a request body once, to be shared by every retry.
-pub(crate) fn encode(value: &impl Serialize) -> Bytes {
-    // The protocol types hold only strings, numbers, maps and `Value`s, whose
-    // serialization cannot fail.
-    Bytes::from(serde_json::to_vec(value).expect("protocol request bodies always serialize"))
 }
 
 #[cfg(test)]

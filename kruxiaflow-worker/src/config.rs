@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::names::is_identifier;
+
 /// The API URL when `KRUXIAFLOW_API_URL` is unset: a server on this machine, as in the
 /// Python guide.
 pub const DEFAULT_API_URL: &str = "http://localhost:8080";
@@ -247,7 +249,7 @@ impl WorkerConfig {
             cancellation_grace: Duration::from_secs(2),
             report_flush_timeout: Duration::from_secs(10),
             http_timeout: Duration::from_secs(30),
-            stream_linger: crate::stream::DEFAULT_LINGER,
+            stream_linger: DEFAULT_STREAM_LINGER,
             ca_cert_file: None,
             metrics_addr: None,
         }
@@ -467,10 +469,10 @@ const REPORT_FLUSH_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_mill
 const HTTP_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_millis(100)..=HOUR;
 const STREAM_LINGER_RANGE: RangeInclusive<Duration> = Duration::ZERO..=SECOND;
 
-/// `^[A-Za-z0-9_-]{1,255}$`: the rule for worker types and activity names.
-pub(crate) fn is_identifier(s: &str) -> bool {
-    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+/// How long a token stream lets text gather after a request before it sends the next
+/// one, by default: at any token rate a stream costs at most 25 requests a second, which
+/// a reader cannot tell from one request a token.
+const DEFAULT_STREAM_LINGER: Duration = Duration::from_millis(40);
 
 fn invalid(name: &str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid { name: name.to_owned(), value: value.to_owned(), expected }

@@ -5,9 +5,7 @@ mod logger;
 mod temp;
 
 use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rust_decimal::Decimal;
@@ -25,8 +23,8 @@ use crate::stream::TokenStream;
 pub use logger::ActivityLogger;
 use temp::TempFiles;
 
-/// A boxed, sendable future, as returned by [`ContextBackend`] methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::future::BoxFuture;
+pub use crate::result::Spend;
 
 /// Who an activity attempt is and what it was given (besides its parameters).
 #[derive(Debug, Clone, PartialEq)]
@@ -178,15 +176,6 @@ struct Inner {
     files: TempFiles,
     backend: Arc<dyn ContextBackend>,
     stream: TokenStream,
-}
-
-/// Money an attempt recorded through its context while running.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Spend {
-    /// Sum of [`ActivityContext::add_cost`] calls.
-    pub cost: Option<Decimal>,
-    /// Entries from [`ActivityContext::record_usage`].
-    pub usage: Vec<UsageEntry>,
 }
 
 impl ActivityContext {

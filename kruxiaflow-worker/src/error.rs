@@ -39,13 +39,6 @@ pub mod codes {
     pub const INVALID_ERROR_CODE: &str = "INVALID_ERROR_CODE";
 }
 
-/// Whether `code` is an error code: 1 to 128 letters, digits, `_`, `.`, `:`, `/` or
-/// `-` (`BAD_INPUT`, `openai:rate_limited`), not a sentence.
-pub(crate) fn is_code(code: &str) -> bool {
-    (1..=128).contains(&code.len())
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'))
-}
-
 /// Why an activity attempt failed, as reported to the server.
 ///
 /// Return it from a handler (`Err(ActivityError::terminal(..))`), or let `?` convert any

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::config::is_identifier;
 use crate::error::ActivityError;
+use crate::names::is_identifier;
 
 /// Error codes of file operations.
 pub mod codes {

@@ -56,9 +56,11 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod files;
+mod future;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod macro_support;
+mod names;
 mod protocol;
 mod registry;
 mod report;
@@ -72,11 +74,11 @@ mod worker;
 pub use activity::{Activity, Execute, decode_params};
 pub use client::RetryPolicy;
 pub use config::{ConfigError, Credentials, WorkerConfig};
-pub use context::{ActivityContext, CancelReason, Spend};
+pub use context::{ActivityContext, CancelReason};
 pub use error::{ActivityError, WorkerError};
 pub use protocol::{OutputDefinition, OutputType, UsageEntry};
 pub use registry::{ActivityRegistry, RegistryError};
-pub use result::{ActivityOutput, ActivityResult};
+pub use result::{ActivityOutput, ActivityResult, Spend};
 pub use stream::TokenStream;
 pub use worker::{WorkerHandle, WorkerManager};
 
@@ -143,6 +145,6 @@ pub mod __testing {
 
     /// The end message a worker sends to an active stream before `report`.
     pub fn stream_end(report: Option<&Report>) -> Option<StreamEnd> {
-        StreamEnd::for_report(report)
+        report.map(Report::stream_end)
     }
 }

@@ -393,3 +393,10 @@ pub(crate) struct StreamComplete<'a> {
 pub(crate) struct StreamError<'a> {
     pub(crate) error: &'a str,
 }
+
+/// Serializes a request body once, to be shared by every retry.
+pub(crate) fn encode(value: &impl Serialize) -> bytes::Bytes {
+    // The protocol types hold only strings, numbers, maps and `Value`s, whose
+    // serialization cannot fail.
+    bytes::Bytes::from(serde_json::to_vec(value).expect("protocol request bodies always serialize"))
+}

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::activity::{Activity, DynActivity};
-use crate::config::is_identifier;
+use crate::names::is_identifier;
 
 /// Maps `"{worker}.{name}"` to a handler. The worker polls every worker type present.
 ///

@@ -3,10 +3,12 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::context::Spend;
-use crate::error::{ActivityError, codes, is_code};
+use crate::error::{ActivityError, codes};
+use crate::names::is_code;
 use crate::protocol::{CompleteRequest, FailRequest, FailureDetails, UsageEntry};
-use crate::result::ActivityResult;
+use crate::result::{ActivityResult, Spend};
+use crate::stream::StreamEnd;
+use crate::telemetry::{Ended, Finished};
 
 /// The request that settles an attempt. Serializes as its body.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -67,6 +69,15 @@ impl Report {
         })
     }
 
+    /// The message that ends an active stream before this report: `ws/complete` with
+    /// the output object `/complete` carries, or `ws/error` with the failure message.
+    pub(crate) fn stream_end(&self) -> StreamEnd {
+        match self {
+            Self::Complete(complete) => StreamEnd::Complete(complete.output.clone()),
+            Self::Fail(fail) => StreamEnd::Error(fail.error.message.clone()),
+        }
+    }
+
     /// `"complete"` or `"fail"`: the last path segment of the endpoint.
     pub fn endpoint(&self) -> &'static str {
         match self {
@@ -115,6 +126,20 @@ fn merge(spend: Spend, cost: Option<Decimal>, usage: Vec<UsageEntry>) -> (Option
     (cost, all)
 }
 
+/// How an attempt ended whose report `accepted` the server took (`None`: none), for
+/// the metrics and the log.
+pub(crate) fn ended(accepted: Option<&Report>) -> Ended<'_> {
+    match accepted {
+        Some(Report::Complete(complete)) => {
+            Ended { finished: Finished::Completed, cost: complete.cost_usd, usage: &complete.usage }
+        }
+        Some(Report::Fail(fail)) => {
+            Ended { finished: Finished::Failed { code: &fail.error.code }, cost: fail.cost_usd, usage: &fail.usage }
+        }
+        None => Ended { finished: Finished::Abandoned, cost: None, usage: &[] },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +184,15 @@ mod tests {
         let report = Report::from_outcome("w", Ok(result), Spend::default());
         assert_eq!(report.endpoint(), "fail");
         assert_eq!(report.to_json()["error"]["code"], "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn the_stream_end_carries_the_reports_output_or_message() {
+        let complete = Report::from_outcome("w", Ok(ActivityResult::value("text", "Hi")), Spend::default());
+        let expected = serde_json::Map::from_iter([("text".to_owned(), json!("Hi"))]);
+        assert_eq!(complete.stream_end(), StreamEnd::Complete(expected));
+        let fail = Report::from_outcome("w", Err(ActivityError::terminal("X", "it broke")), Spend::default());
+        assert_eq!(fail.stream_end(), StreamEnd::Error("it broke".to_owned()));
     }
 
     #[test]

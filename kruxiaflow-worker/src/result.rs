@@ -9,6 +9,15 @@ use crate::protocol::{OutputType, UsageEntry};
 
 mod finite;
 
+/// Money an attempt recorded through its context while running.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spend {
+    /// Sum of [`ActivityContext::add_cost`](crate::ActivityContext::add_cost) calls.
+    pub cost: Option<Decimal>,
+    /// Entries from [`ActivityContext::record_usage`](crate::ActivityContext::record_usage).
+    pub usage: Vec<UsageEntry>,
+}
+
 /// One named output of an activity.
 ///
 /// ```

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::context::{CancelReason, Spend};
+use crate::context::CancelReason;
 use crate::error::{ActivityError, codes};
 use crate::report::Report;
-use crate::result::ActivityResult;
+use crate::result::{ActivityResult, Spend};
 
 /// The server refuses JSON bodies larger than this (50 MiB) with a 413.
 pub(crate) const MAX_JSON_BODY: usize = 50 * 1024 * 1024;
@@ -103,7 +103,7 @@ fn cancellation_failure(reason: CancelReason, timeout: Option<Duration>, returne
 /// every retry, so it becomes a terminal `OUTPUT_TOO_LARGE` failure (keeping the
 /// spend); an oversized failure message is cut.
 fn encode_within_limit(worker_id: &str, report: Report) -> (Report, Bytes) {
-    let body = crate::client::encode(&report);
+    let body = crate::protocol::encode(&report);
     if body.len() <= MAX_JSON_BODY {
         return (report, body);
     }
@@ -126,7 +126,7 @@ fn encode_within_limit(worker_id: &str, report: Report) -> (Report, Bytes) {
             Report::Fail(fail)
         }
     };
-    let body = crate::client::encode(&report);
+    let body = crate::protocol::encode(&report);
     (report, body)
 }
 

@@ -8,19 +8,16 @@
 mod ending;
 mod outbox;
 mod sender;
-mod server;
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::context::BoxFuture;
-use crate::report::Report;
+use crate::future::BoxFuture;
 
 pub(crate) use ending::StreamEnding;
 pub(crate) use outbox::MAX_QUEUED_BYTES;
-pub(crate) use sender::{DEFAULT_LINGER, StreamDriver};
-pub(crate) use server::ServerTransport;
+pub(crate) use sender::{Failure, StreamDriver, StreamTransport};
 
 /// Where an activity sends its output as it produces it. Get it with
 /// [`ActivityContext::stream`](crate::ActivityContext::stream); clones share one stream.
@@ -121,18 +118,6 @@ pub enum StreamEnd {
     Error(String),
 }
 
-impl StreamEnd {
-    /// The end that matches the report settling the attempt; `None` when nothing is
-    /// reported (a lost lease: the activity goes on elsewhere, and a message would
-    /// close the sockets of the attempt that now runs it).
-    pub(crate) fn for_report(report: Option<&Report>) -> Option<Self> {
-        Some(match report? {
-            Report::Complete(complete) => Self::Complete(complete.output.clone()),
-            Report::Fail(fail) => Self::Error(fail.error.message.clone()),
-        })
-    }
-}
-
 /// Whether `settings` opt the activity in to streaming: `"streaming": true` or
 /// `"streaming": {"enabled": true}`.
 pub(crate) fn opted_in(settings: &Value) -> bool {
@@ -165,18 +150,6 @@ mod tests {
         for (settings, expected) in cases {
             assert_eq!(opted_in(&settings), expected, "{settings}");
         }
-    }
-
-    #[test]
-    fn the_end_carries_the_reports_output_or_message_and_nothing_follows_a_lost_lease() {
-        use crate::context::Spend;
-        use crate::{ActivityError, ActivityResult};
-        let complete = Report::from_outcome("w", Ok(ActivityResult::value("text", "Hi")), Spend::default());
-        let expected = Map::from_iter([("text".to_owned(), json!("Hi"))]);
-        assert_eq!(StreamEnd::for_report(Some(&complete)), Some(StreamEnd::Complete(expected)));
-        let fail = Report::from_outcome("w", Err(ActivityError::terminal("X", "it broke")), Spend::default());
-        assert_eq!(StreamEnd::for_report(Some(&fail)), Some(StreamEnd::Error("it broke".to_owned())));
-        assert_eq!(StreamEnd::for_report(None), None);
     }
 
     #[test]

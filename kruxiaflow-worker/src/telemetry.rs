@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, SharedString, counter, gauge, histogram};
 
+use rust_decimal::Decimal;
+
 use crate::protocol::UsageEntry;
-use crate::report::Report;
 
 pub(crate) const ACTIVITIES_STARTED: &str = "kruxiaflow_worker_activities_started_total";
 pub(crate) const ACTIVITIES_FINISHED: &str = "kruxiaflow_worker_activities_finished_total";
@@ -132,16 +133,15 @@ pub(crate) enum Finished<'a> {
     Abandoned,
 }
 
-impl<'a> Finished<'a> {
-    /// The outcome of an attempt whose report `accepted` the server took (`None`: none).
-    pub(crate) fn of(accepted: Option<&'a Report>) -> Self {
-        match accepted {
-            Some(Report::Complete(_)) => Self::Completed,
-            Some(Report::Fail(fail)) => Self::Failed { code: &fail.error.code },
-            None => Self::Abandoned,
-        }
-    }
+/// How an attempt ended and what the report the server took says it spent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ended<'a> {
+    pub(crate) finished: Finished<'a>,
+    pub(crate) cost: Option<Decimal>,
+    pub(crate) usage: &'a [UsageEntry],
+}
 
+impl Finished<'_> {
     /// Its place in [`ActivityMetrics::durations`].
     fn index(self) -> usize {
         match self {
@@ -218,10 +218,10 @@ impl WorkerMetrics {
         }
     }
 
-    /// An attempt ended `finished`, `elapsed` after its handler started (`None`: it
-    /// never started), with `accepted` the report the server took.
-    pub(crate) fn finished(&self, worker: &str, activity: &str, accepted: Option<&Report>, elapsed: Option<Duration>) {
-        let finished = Finished::of(accepted);
+    /// An attempt ended as `ended` says, `elapsed` after its handler started (`None`:
+    /// it never started).
+    pub(crate) fn finished(&self, worker: &str, activity: &str, ended: Ended<'_>, elapsed: Option<Duration>) {
+        let finished = ended.finished;
         let registered = self.activity(worker, activity);
         let (worker, activity) = self.labels(worker, activity);
         match (registered, finished) {
@@ -238,9 +238,7 @@ impl WorkerMetrics {
                     .record(elapsed),
             }
         }
-        if let Some(report) = accepted {
-            self.spent(registered, (worker, activity), report);
-        }
+        self.spent(registered, (worker, activity), ended);
     }
 
     /// The labels of an activity: its names when registered; otherwise `unregistered`
@@ -254,11 +252,8 @@ impl WorkerMetrics {
         }
     }
 
-    fn spent(&self, registered: Option<&ActivityMetrics>, (worker, activity): (&str, &str), report: &Report) {
-        let (cost, usage) = match report {
-            Report::Complete(complete) => (complete.cost_usd, &complete.usage),
-            Report::Fail(fail) => (fail.cost_usd, &fail.usage),
-        };
+    fn spent(&self, registered: Option<&ActivityMetrics>, (worker, activity): (&str, &str), ended: Ended<'_>) {
+        let Ended { cost, usage, .. } = ended;
         let explicit = cost.into_iter().chain(usage.iter().filter_map(|u| u.cost_usd));
         let dollars: f64 = explicit.filter_map(|d| f64::try_from(d).ok()).sum();
         if dollars != 0.0 {

@@ -3,16 +3,19 @@
 
 mod attempt;
 mod backend;
+mod conclude;
 mod delivery;
 mod health;
 mod in_flight;
 mod intake;
+mod keeper;
 mod lease;
 mod listener;
 mod poller;
 mod shutdown;
 mod slots;
 mod stage;
+mod stream_transport;
 mod takeover;
 
 use std::future::Future;
@@ -180,8 +183,13 @@ impl WorkerManager {
         let work = client.with_http(work);
         let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
         let worker_id = self.config.worker_id.clone();
-        let takeovers =
-            Takeovers::new(reporter.sibling(client.clone()), Arc::clone(&metrics), worker_id, Handle::current());
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
+        let takeovers = Takeovers::new(
+            reporter.sibling(client.clone()),
+            (Arc::clone(&in_flight), Arc::clone(&metrics)),
+            worker_id,
+            Handle::current(),
+        );
         let services = Arc::new(Services {
             work,
             reporter,
@@ -189,7 +197,7 @@ impl WorkerManager {
             client,
             control: Handle::current(),
             activities: activities.handle(),
-            in_flight: Arc::new(InFlight::new(Arc::clone(&metrics))),
+            in_flight,
             slots: slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)),
             metrics,
             health: Arc::new(Health::new(&worker_types, self.handle.phase().subscribe())),
@@ -204,7 +212,7 @@ impl WorkerManager {
             "worker started"
         );
         // Keeps leases until `run` ends, returned or dropped.
-        let keeper = AbortOnDropHandle::new(tokio::spawn(lease::keep(
+        let keeper = AbortOnDropHandle::new(tokio::spawn(keeper::keep(
             Arc::clone(&services.in_flight),
             services.client.clone(),
             services.config.worker_id.clone(),

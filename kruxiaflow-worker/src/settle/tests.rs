@@ -118,7 +118,7 @@ fn an_output_over_the_body_limit_fails_terminally_with_its_size_and_keeps_the_sp
         timeout: None,
     };
     let original = Report::from_outcome("w", Ok(ActivityResult::value("text", "x".repeat(MAX_JSON_BODY))), spend());
-    let size = crate::client::encode(&original).len();
+    let size = crate::protocol::encode(&original).len();
     let (report, body) = settle("w", ending).unwrap();
     let json = report.to_json();
     assert_eq!(report.endpoint(), "fail");
@@ -133,7 +133,7 @@ fn an_output_over_the_body_limit_fails_terminally_with_its_size_and_keeps_the_sp
     );
     assert_eq!(json["cost_usd"], "0.005");
     assert_eq!(json["usage"][0]["input_tokens"], 3);
-    assert_eq!(body, crate::client::encode(&report));
+    assert_eq!(body, crate::protocol::encode(&report));
 }
 
 #[test]

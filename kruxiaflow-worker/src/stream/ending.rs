@@ -9,7 +9,6 @@ use tokio::sync::watch;
 
 use super::StreamEnd;
 use super::sender::{FINISH_DEADLINE, StreamDriver};
-use crate::report::Report;
 
 pub(crate) struct StreamEnding {
     driver: Mutex<Option<StreamDriver>>,
@@ -29,15 +28,15 @@ impl StreamEnding {
         }
     }
 
-    /// Ends the stream as `report` ends the attempt (nothing for `None`: a lost lease),
-    /// or waits until the side that is doing so is done.
-    pub(crate) async fn end(&self, report: Option<&Report>) {
+    /// Ends the stream with `end` (nothing for `None`: a lost lease), or waits until
+    /// the side that is doing so is done.
+    pub(crate) async fn end(&self, end: Option<StreamEnd>) {
         let taken = self.lock().take();
         match taken {
             Some(driver) => {
                 // Marks the end as done however this future ends, dropped included.
                 let _done = Done(&self.ended);
-                driver.finish(StreamEnd::for_report(report)).await;
+                driver.finish(end).await;
             }
             None => {
                 let mut ended = self.ended.subscribe();

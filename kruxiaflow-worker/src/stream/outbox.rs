@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{Notify, watch};
 
 use super::StreamSink;
-use crate::context::BoxFuture;
+use crate::future::BoxFuture;
 
 /// Most text that may wait for the sender. Past it the server is not keeping up, and
 /// the stream gives up rather than grow without bound.

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::outbox::{Mode, Outbox};
 use super::{StreamEnd, TokenStream};
-use crate::context::BoxFuture;
+use crate::future::BoxFuture;
 
 /// While nobody is subscribed, the subscriber count is asked this often, so a client
 /// that connects mid-run gets what is sent from then on.
@@ -27,10 +27,6 @@ pub(crate) const FINISH_DEADLINE: Duration = Duration::from_secs(10);
 /// long: the end message must not wait for a slow endpoint's answer about text that
 /// the end carries in full anyway.
 pub(crate) const LAST_TEXT_WITHIN: Duration = Duration::from_secs(1);
-/// How long the sender lets text gather after a request before it sends the next one,
-/// by default: at any token rate a stream costs at most 25 requests a second, which a
-/// reader cannot tell from one request a token.
-pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(40);
 
 /// Why a stream request did not succeed.
 #[derive(Debug)]

@@ -9,49 +9,55 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
-use super::Services;
 use super::in_flight::{AttemptState, Registration};
 use super::slots::Slot;
-use crate::context::{ActivityContext, ActivityInfo, CancelReason};
+use super::{Services, conclude};
+use crate::context::{ActivityContext, CancelReason};
 use crate::error::{ActivityError, codes};
-use crate::report::Report;
 use crate::settle::{Ending, HandlerOutcome, settle};
-use crate::telemetry::Finished;
-use crate::text::Escaped;
 
 pub(super) struct Attempt {
-    pub(super) ctx: ActivityContext,
-    pub(super) params: Value,
-    pub(super) timeout: Duration,
+    ctx: ActivityContext,
+    params: Value,
+    timeout: Duration,
     /// `timeout` after the claim (as the context tells the handler).
-    pub(super) deadline: tokio::time::Instant,
+    deadline: tokio::time::Instant,
     /// `None` for an item the server sent beyond what was asked for: it waits for a
     /// slot like any other claimed work, so the concurrency bound holds.
-    pub(super) slot: Option<Slot>,
-    /// Its lease and stage, shared with the worker's runtime.
-    pub(super) state: Arc<AttemptState>,
+    slot: Option<Slot>,
+    /// Its lease, stage and stream, shared with the worker's runtime.
+    state: Arc<AttemptState>,
     /// Held for its `Drop`: the attempt is in flight until this is dropped.
-    pub(super) _registration: Registration,
+    _registration: Registration,
 }
 
-/// The span of everything done for one attempt.
-pub(super) fn activity_span(info: &ActivityInfo) -> Span {
-    tracing::info_span!(
-        "activity",
-        activity_id = %info.activity_id,
-        workflow_id = %info.workflow_id,
-        activity_key = %Escaped(&info.activity_key),
-        worker = %Escaped(&info.worker),
-        activity_name = %Escaped(&info.activity_name),
-    )
+/// When an attempt must be done: its execution timeout, and the instant it runs out
+/// (counted from the claim, as the server's lease is).
+pub(super) struct Deadline {
+    pub(super) timeout: Duration,
+    pub(super) at: tokio::time::Instant,
 }
 
 impl Attempt {
-    /// Claim → execute → settle → deliver, on the activities' runtime.
+    /// The attempt of a claimed activity registered as `registration`, with its
+    /// context, parameters and shared `state`; it runs in `slot` (counted as running),
+    /// or waits for one when it has none.
+    pub(super) fn new(
+        (ctx, params): (ActivityContext, Value),
+        deadline: Deadline,
+        slot: Option<Slot>,
+        state: Arc<AttemptState>,
+        registration: Registration,
+    ) -> Self {
+        let Deadline { timeout, at } = deadline;
+        Self { ctx, params, timeout, deadline: at, slot, state, _registration: registration }
+    }
+
+    /// Execute → settle → deliver → account, on the activities' runtime.
     pub(super) async fn run(self, services: Arc<Services>) {
-        let span = activity_span(self.ctx.info());
+        let span = conclude::activity_span(self.ctx.info());
         self.settle_and_deliver(services).instrument(span).await;
     }
 
@@ -67,10 +73,11 @@ impl Attempt {
             spend: self.ctx.take_spend(),
             timeout: Some(self.timeout),
         };
+        let attempt = (&self.ctx, &*state);
         let Some((report, body)) = settle(&services.config.worker_id, ending) else {
             if state.stage.abandon() {
                 tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
-                self.finished(&services, None);
+                conclude::account(&services.metrics, attempt, None);
             }
             return;
         };
@@ -78,21 +85,10 @@ impl Attempt {
             tracing::debug!("the worker settled this attempt while its handler ran past its grace");
             return;
         };
-        // Streaming never settles an activity: its end goes out first, then the report.
-        if let Some(stream) = &state.stream {
-            services.reporter.unless_given_up(stream.end(Some(report))).await;
-        }
-        let accepted = services.reporter.deliver(self.ctx.activity_id(), report, body, Some(&state.lease)).await;
+        let accepted = conclude::deliver(&services.reporter, attempt, report, body).await;
         if state.stage.delivered() {
-            self.finished(&services, accepted.as_deref());
+            conclude::account(&services.metrics, attempt, accepted.as_deref());
         }
-    }
-
-    fn finished(&self, services: &Services, accepted: Option<&Report>) {
-        let elapsed = self.state.handler_started.get().map(|started| started.elapsed());
-        let info = self.ctx.info();
-        services.metrics.finished(&info.worker, &info.activity_name, accepted, elapsed);
-        log_finished(accepted, elapsed);
     }
 
     /// Runs the handler under its deadline, the lease and cancellation; a cancelled
@@ -145,31 +141,6 @@ impl Attempt {
                 tracing::warn!(?grace, "handler did not return after cancellation; it was dropped");
                 HandlerOutcome::Aborted
             }
-        }
-    }
-}
-
-/// One line per finished attempt, at `info` (inside the attempt's span, which names
-/// the activity).
-pub(super) fn log_finished(accepted: Option<&Report>, elapsed: Option<Duration>) {
-    let took = Took(elapsed);
-    match Finished::of(accepted) {
-        Finished::Completed => tracing::info!(outcome = "completed", %took, "activity finished"),
-        Finished::Failed { code } => {
-            tracing::info!(outcome = "failed", code = %Escaped(code), %took, "activity finished")
-        }
-        Finished::Abandoned => tracing::info!(outcome = "abandoned", %took, "activity finished: nothing was reported"),
-    }
-}
-
-/// How long a handler ran, formatted only when the line is written.
-struct Took(Option<Duration>);
-
-impl std::fmt::Display for Took {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(elapsed) => write!(f, "{:.3}s", elapsed.as_secs_f64()),
-            None => f.write_str("not started"),
         }
     }
 }

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::lease::Lease;
-use crate::client::{ApiClient, ClientError, encode};
+use crate::client::{ApiClient, ClientError};
 use crate::context::Spend;
 use crate::error::{ActivityError, codes};
+use crate::protocol::encode;
 use crate::report::Report;
 use crate::telemetry::WorkerMetrics;
 use crate::text::Escaped;

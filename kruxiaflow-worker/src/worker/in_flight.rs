@@ -5,6 +5,7 @@
 //! ending never wakes the keeper (only one due earlier than the keeper planned to look).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -63,6 +64,10 @@ pub(super) struct InFlight {
     table: Mutex<Table>,
     /// Wakes the keeper when something is due earlier than it planned to look.
     keeper: Notify,
+    /// Wakes a shutdown waiting for the attempts to end, when one ends; only while
+    /// `draining`, so that an attempt ending otherwise notifies nobody.
+    ended: Notify,
+    draining: AtomicBool,
     /// Told how many attempts are in flight.
     metrics: Arc<WorkerMetrics>,
 }
@@ -101,7 +106,13 @@ pub(super) struct Watch {
 
 impl InFlight {
     pub(super) fn new(metrics: Arc<WorkerMetrics>) -> Self {
-        Self { table: Mutex::default(), keeper: Notify::new(), metrics }
+        Self {
+            table: Mutex::default(),
+            keeper: Notify::new(),
+            ended: Notify::new(),
+            draining: AtomicBool::new(false),
+            metrics,
+        }
     }
 
     /// Registers the attempt of `ctx`, or `None` when that activity already runs here
@@ -228,10 +239,27 @@ impl InFlight {
         self.lock().attempts.len()
     }
 
-    /// Whether an attempt is still to end on its own: every one still here but those a
-    /// takeover settled while their handlers block their threads.
-    pub(super) fn any_to_end(&self) -> bool {
-        self.lock().attempts.values().any(|e| !e.state.stage.is_left_behind())
+    /// Resolves once every attempt has ended but those a takeover settled while their
+    /// handlers block their threads. Woken by each attempt that ends from then on.
+    pub(super) async fn all_ended(&self) {
+        self.draining.store(true, Ordering::Release);
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check, so an attempt ending in between wakes it.
+            ended.as_mut().enable();
+            if !self.lock().attempts.values().any(|e| !e.state.stage.is_left_behind()) {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// An attempt ended, or a takeover left it behind: wakes [`all_ended`](Self::all_ended).
+    pub(super) fn attempt_ended(&self) {
+        if self.draining.load(Ordering::Acquire) {
+            self.ended.notify_waiters();
+        }
     }
 
     /// The activities of the attempts for which something may still have to be sent.
@@ -279,6 +307,7 @@ impl Drop for Registration {
         if let Some(entry) = removed {
             self.in_flight.metrics.in_flight(&entry.ctx.info().worker, -1.0);
         }
+        self.in_flight.attempt_ended();
     }
 }
 
@@ -403,5 +432,28 @@ mod tests {
         assert_eq!(in_flight.unsettled(), Vec::<Uuid>::new());
         drop(retry_reg);
         assert_eq!(in_flight.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_is_woken_by_the_last_attempt_to_end_and_not_held_by_one_left_behind() {
+        let in_flight = in_flight();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).unwrap();
+        let stuck = AttemptState::new(None);
+        let _reg_b = in_flight.register(&ctx(b), &stuck, watch(10, 60)).unwrap();
+        let waiting = tokio::spawn({
+            let in_flight = Arc::clone(&in_flight);
+            async move { in_flight.all_ended().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "two attempts still to end");
+        drop(reg_a);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one still to end");
+        // A takeover settles the second while its handler blocks its thread for good.
+        assert!(stuck.stage.take_over(false).is_some());
+        stuck.stage.takeover_ended();
+        in_flight.attempt_ended();
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("woken, not polled").unwrap();
     }
 }

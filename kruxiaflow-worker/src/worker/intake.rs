@@ -10,15 +10,16 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Services;
-use super::attempt::Attempt;
+use super::attempt::{Attempt, Deadline};
 use super::backend::ServerBackend;
 use super::in_flight::{AttemptState, Watch};
 use super::slots::Slot;
+use super::stream_transport::ServerTransport;
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
 use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
-use crate::stream::{self, ServerTransport, StreamDriver, StreamEnding};
+use crate::stream::{self, StreamDriver, StreamEnding};
 use crate::text::Escaped;
 
 /// The server's lease when an activity has no `timeout_seconds`.
@@ -87,15 +88,9 @@ fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<Slot>) 
         tracing::warn!(activity_id = %item.activity_id, "activity is already running on this worker; not starting it twice");
         return None;
     };
-    Some(Attempt {
-        ctx,
-        params: item.parameters,
-        timeout: timeouts.execution,
-        deadline,
-        slot: slot.map(|slot| services.slots.run_in(slot)),
-        state,
-        _registration: registration,
-    })
+    let deadline = Deadline { timeout: timeouts.execution, at: deadline };
+    let slot = slot.map(|slot| services.slots.run_in(slot));
+    Some(Attempt::new((ctx, item.parameters), deadline, slot, state, registration))
 }
 
 /// An item that does not parse is failed terminally (it would not parse on a retry

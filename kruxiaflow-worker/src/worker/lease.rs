@@ -1,21 +1,16 @@
-//! Keeping leases: one task heartbeats every in-flight attempt when it is due (and has
-//! an attempt overdue past its deadline taken over), and the answers are judged in one
-//! place. What the worker knows about a lease is kept here, apart from the handler's
-//! cancellation (which the attempt derives from it).
+//! What the worker knows about one attempt's lease, apart from the handler's
+//! cancellation (which the attempt derives from it): every heartbeat's answer, from the
+//! keeper or from the activity's own `ctx.heartbeat()`, is judged here, and the
+//! activity's own heartbeats are throttled here.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use super::in_flight::{AttemptState, Due, InFlight};
-use super::takeover::Takeovers;
-use crate::client::{ApiClient, ClientError};
-use crate::context::{BoxFuture, CancelReason, HeartbeatError};
+use crate::client::ClientError;
+use crate::context::HeartbeatError;
 use crate::protocol::HeartbeatResponse;
 use crate::settle::LeaseState;
 use crate::telemetry;
@@ -126,54 +121,10 @@ impl Lease {
     }
 }
 
-type Beat = BoxFuture<'static, (Uuid, Arc<AttemptState>, Result<HeartbeatResponse, ClientError>)>;
-
-/// The keeper: runs on the worker's own runtime for as long as the worker runs, so
-/// leases are renewed and overdue attempts taken over however busy or blocked the
-/// activities' runtime is.
-pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id: String, takeovers: Arc<Takeovers>) {
-    let mut beats: FuturesUnordered<Beat> = FuturesUnordered::new();
-    loop {
-        let (due, next) = in_flight.take_due(Instant::now());
-        for due in due {
-            match due {
-                Due::Heartbeat { activity_id, state } => {
-                    state.lease.beat_sent();
-                    let (client, worker_id) = (client.clone(), worker_id.clone());
-                    beats.push(Box::pin(async move {
-                        let answer = client.heartbeat(activity_id, &worker_id).await;
-                        (activity_id, state, answer)
-                    }));
-                }
-                Due::Overdue(overdue) => takeovers.take_over(overdue, CancelReason::Timeout, false),
-            }
-        }
-        let next_due = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = next_due => {}
-            () = in_flight.keeper_woken() => {}
-            Some((activity_id, state, answer)) = beats.next(), if !beats.is_empty() => {
-                match state.lease.judge(answer) {
-                    Ok(response) => {
-                        let suggested = response.next_heartbeat_seconds.filter(|&s| s > 0).map(Duration::from_secs);
-                        in_flight.reschedule_heartbeat(&state, activity_id, suggested);
-                    }
-                    Err(HeartbeatError::Failed(_)) => in_flight.reschedule_heartbeat(&state, activity_id, None),
-                    // Lost or unknown: nothing more to renew.
-                    Err(_) => {}
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn status(status: u16) -> Result<HeartbeatResponse, ClientError> {

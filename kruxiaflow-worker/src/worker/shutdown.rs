@@ -160,11 +160,7 @@ pub(super) async fn drain(
 /// handlers block their threads.
 async fn settled(services: &Services) {
     services.takeovers.wait().await;
-    // Polled: the table notifies nobody when an attempt ends, which keeps that path
-    // cheap; this runs only during a shutdown.
-    while services.in_flight.any_to_end() {
-        tokio::time::sleep(SETTLED_POLL).await;
-    }
+    services.in_flight.all_ended().await;
     services.takeovers.wait().await;
 }
 
@@ -182,5 +178,3 @@ fn undelivered(services: &Services) -> Vec<Uuid> {
 const UNWIND: Duration = Duration::from_millis(100);
 /// At most this long after the cancellation grace, what is unsettled is taken over.
 const TAKEOVER_MARGIN: Duration = Duration::from_millis(250);
-/// How often a shutdown looks whether every attempt is done.
-const SETTLED_POLL: Duration = Duration::from_millis(10);

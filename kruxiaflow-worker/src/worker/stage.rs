@@ -10,14 +10,68 @@ use bytes::Bytes;
 
 use crate::report::Report;
 
-const RUNNING: u8 = 0;
-const SETTLED: u8 = 1;
-const TAKEN_OVER: u8 = 2;
-const DONE: u8 = 3;
-/// Done by a takeover: the attempt's own task may never end.
-const LEFT_BEHIND: u8 = 4;
+/// Where an attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum State {
+    /// Its handler runs (or waits for a slot); nobody decided its report.
+    Running = 0,
+    /// The attempt decided its report and is delivering it.
+    Settled = 1,
+    /// The worker's runtime took it over and decides or delivers its report.
+    TakenOver = 2,
+    /// The attempt itself ended: delivered, given up, or nothing to report.
+    Done = 3,
+    /// A takeover ended it; the attempt's own task (a handler blocking its thread) may
+    /// never end, and is not waited for.
+    LeftBehind = 4,
+}
 
-/// How far an attempt has come towards its report.
+/// What happens to an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Event {
+    /// The attempt decided its report.
+    Settle,
+    /// The attempt ends with nothing to report (its lease is lost).
+    Abandon,
+    /// The attempt delivered its report (or gave up on it).
+    Delivered,
+    /// The worker's runtime takes the attempt over; with `include_settled`, also one
+    /// that decided its report but may not have delivered it.
+    TakeOver { include_settled: bool },
+    /// The takeover is over: delivered, refused or given up.
+    TakeoverEnded,
+}
+
+impl State {
+    /// The state after `event`, or `None` when `event` cannot happen now (and changes
+    /// nothing).
+    pub(super) fn after(self, event: Event) -> Option<Self> {
+        use {Event::*, State::*};
+        match (self, event) {
+            (Running, Settle) => Some(Settled),
+            (Running, Abandon) => Some(Done),
+            (Settled, Delivered) => Some(Done),
+            (Running, TakeOver { .. }) => Some(TakenOver),
+            (Settled, TakeOver { include_settled: true }) => Some(TakenOver),
+            (TakenOver, TakeoverEnded) => Some(LeftBehind),
+            _ => None,
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Running,
+            1 => Self::Settled,
+            2 => Self::TakenOver,
+            3 => Self::Done,
+            _ => Self::LeftBehind,
+        }
+    }
+}
+
+/// How far an attempt has come towards its report, shared by the attempt's task and
+/// the worker's runtime; it moves only as [`State::after`] allows.
 pub(super) struct Stage {
     state: AtomicU8,
     /// The report the attempt decided on, once it did.
@@ -36,39 +90,55 @@ pub(super) enum Taken {
 
 impl Stage {
     pub(super) fn new() -> Self {
-        Self { state: AtomicU8::new(RUNNING), report: OnceLock::new() }
+        Self { state: AtomicU8::new(State::Running as u8), report: OnceLock::new() }
+    }
+
+    pub(super) fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Applies `event`: the state it left, or `None` when it could not happen.
+    fn apply(&self, event: Event) -> Option<State> {
+        let mut current = self.state();
+        loop {
+            let next = current.after(event)?;
+            match self.state.compare_exchange(current as u8, next as u8, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(current),
+                Err(actual) => current = State::from_u8(actual),
+            }
+        }
     }
 
     /// The attempt decided `report`: returns it to deliver, or `None` when the attempt
     /// was taken over meanwhile (and must not report).
     pub(super) fn settle(&self, report: Report, body: Bytes) -> Option<(&Report, Bytes)> {
-        if self.state.load(Ordering::Acquire) != RUNNING {
+        if self.state() != State::Running {
             return None;
         }
-        // Only the attempt sets it, once.
+        // Only the attempt sets it, once, before it may say it settled.
         let (report, body) = self.report.get_or_init(|| (report, body));
-        self.advance(RUNNING, SETTLED).then(|| (report, body.clone()))
+        self.apply(Event::Settle).map(|_| (report, body.clone()))
     }
 
     /// The attempt ends with nothing to report (its lease is lost): `false` when it was
     /// taken over meanwhile.
     pub(super) fn abandon(&self) -> bool {
-        self.advance(RUNNING, DONE)
+        self.apply(Event::Abandon).is_some()
     }
 
     /// The attempt delivered its report (or gave up on it): `false` when it was taken
     /// over meanwhile, and the takeover accounts for the report.
     pub(super) fn delivered(&self) -> bool {
-        self.advance(SETTLED, DONE)
+        self.apply(Event::Delivered).is_some()
     }
 
     /// Takes the attempt over, unless it is done or already taken over. `include_settled`
     /// also takes over an attempt that decided its report but has not delivered it.
     pub(super) fn take_over(&self, include_settled: bool) -> Option<Taken> {
-        if self.advance(RUNNING, TAKEN_OVER) {
-            return Some(Taken::Unsettled);
+        match self.apply(Event::TakeOver { include_settled })? {
+            State::Running => Some(Taken::Unsettled),
+            _ => Some(Taken::Settled),
         }
-        (include_settled && self.advance(SETTLED, TAKEN_OVER)).then_some(Taken::Settled)
     }
 
     /// The report the attempt decided on, once it did.
@@ -78,28 +148,24 @@ impl Stage {
 
     /// The takeover is over: delivered, refused or given up.
     pub(super) fn takeover_ended(&self) {
-        self.state.store(LEFT_BEHIND, Ordering::Release);
+        self.apply(Event::TakeoverEnded);
     }
 
     /// Whether nothing more will be sent for this attempt.
     pub(super) fn is_done(&self) -> bool {
-        matches!(self.state.load(Ordering::Acquire), DONE | LEFT_BEHIND)
+        matches!(self.state(), State::Done | State::LeftBehind)
     }
 
     /// Whether its report is decided (delivered or not): a new claim of the same
     /// activity is then the server's next attempt.
     pub(super) fn is_decided(&self) -> bool {
-        self.state.load(Ordering::Acquire) != RUNNING
+        self.state() != State::Running
     }
 
     /// Whether a takeover settled it: its own task (a handler blocking its thread) is
     /// not waited for.
     pub(super) fn is_left_behind(&self) -> bool {
-        self.state.load(Ordering::Acquire) == LEFT_BEHIND
-    }
-
-    fn advance(&self, from: u8, to: u8) -> bool {
-        self.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state() == State::LeftBehind
     }
 }
 
@@ -110,8 +176,41 @@ mod tests {
 
     fn report() -> (Report, Bytes) {
         let report = Report::from_outcome("w", Ok(crate::ActivityResult::empty()), Spend::default());
-        let body = crate::client::encode(&report);
+        let body = crate::protocol::encode(&report);
         (report, body)
+    }
+
+    #[test]
+    fn every_transition_of_the_stage() {
+        use {Event::*, State::*};
+        let states = [Running, Settled, TakenOver, Done, LeftBehind];
+        let events = [
+            Settle,
+            Abandon,
+            Delivered,
+            TakeOver { include_settled: false },
+            TakeOver { include_settled: true },
+            TakeoverEnded,
+        ];
+        // (from, event) → to, for every pair that can happen; every other pair cannot.
+        let allowed = [
+            (Running, Settle, Settled),
+            (Running, Abandon, Done),
+            (Running, TakeOver { include_settled: false }, TakenOver),
+            (Running, TakeOver { include_settled: true }, TakenOver),
+            (Settled, Delivered, Done),
+            (Settled, TakeOver { include_settled: true }, TakenOver),
+            (TakenOver, TakeoverEnded, LeftBehind),
+        ];
+        for from in states {
+            for event in events {
+                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
+                assert_eq!(from.after(event), expected, "{from:?} on {event:?}");
+            }
+        }
+        for state in states {
+            assert_eq!(State::from_u8(state as u8), state);
+        }
     }
 
     #[test]

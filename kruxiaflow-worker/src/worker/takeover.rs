@@ -11,9 +11,9 @@ use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::attempt::{activity_span, log_finished};
+use super::conclude;
 use super::delivery::Reporter;
-use super::in_flight::Overdue;
+use super::in_flight::{InFlight, Overdue};
 use super::stage::Taken;
 use crate::context::CancelReason;
 use crate::report::Report;
@@ -22,6 +22,8 @@ use crate::telemetry::WorkerMetrics;
 
 pub(super) struct Takeovers {
     reporter: Reporter,
+    /// Told when a takeover leaves an attempt behind.
+    in_flight: Arc<InFlight>,
     metrics: Arc<WorkerMetrics>,
     worker_id: String,
     /// The worker's runtime, where these deliveries run.
@@ -30,8 +32,13 @@ pub(super) struct Takeovers {
 }
 
 impl Takeovers {
-    pub(super) fn new(reporter: Reporter, metrics: Arc<WorkerMetrics>, worker_id: String, control: Handle) -> Self {
-        Self { reporter, metrics, worker_id, control, tasks: TaskTracker::new() }
+    pub(super) fn new(
+        reporter: Reporter,
+        (in_flight, metrics): (Arc<InFlight>, Arc<WorkerMetrics>),
+        worker_id: String,
+        control: Handle,
+    ) -> Self {
+        Self { reporter, in_flight, metrics, worker_id, control, tasks: TaskTracker::new() }
     }
 
     /// Delivers the report of a poll item that never became an attempt.
@@ -48,7 +55,7 @@ impl Takeovers {
     pub(super) fn take_over(self: &Arc<Self>, attempt: Overdue, reason: CancelReason, include_settled: bool) {
         let Overdue { ctx, state, timeout } = attempt;
         let Some(taken) = state.stage.take_over(include_settled) else { return };
-        let span = activity_span(ctx.info());
+        let span = conclude::activity_span(ctx.info());
         let decided = match taken {
             Taken::Settled => None,
             Taken::Unsettled => {
@@ -68,7 +75,9 @@ impl Takeovers {
                     timeout: Some(timeout),
                 };
                 let Some(decided) = settle(&self.worker_id, ending) else {
+                    span.in_scope(|| conclude::account(&self.metrics, (&ctx, &state), None));
                     state.stage.takeover_ended();
+                    self.in_flight.attempt_ended();
                     return;
                 };
                 Some(decided)
@@ -80,16 +89,12 @@ impl Takeovers {
                 Some((report, body)) => (report, body.clone()),
                 None => state.stage.decided().expect("a settled attempt holds its report"),
             };
-            // The stream's end first, by this side or (settled) by the attempt's own.
-            if let Some(stream) = &state.stream {
-                this.reporter.unless_given_up(stream.end(Some(report))).await;
-            }
-            let accepted = this.reporter.deliver(ctx.activity_id(), report, body, Some(&state.lease)).await;
-            let elapsed = state.handler_started.get().map(|started| started.elapsed());
-            let info = ctx.info();
-            this.metrics.finished(&info.worker, &info.activity_name, accepted.as_deref(), elapsed);
-            log_finished(accepted.as_deref(), elapsed);
+            // The stream's end is sent by this side or, when the attempt settled
+            // itself, waited for from the attempt's own delivery.
+            let accepted = conclude::deliver(&this.reporter, (&ctx, &state), report, body).await;
+            conclude::account(&this.metrics, (&ctx, &state), accepted.as_deref());
             state.stage.takeover_ended();
+            this.in_flight.attempt_ended();
         };
         self.tasks.spawn_on(delivery.instrument(span), &self.control);
     }

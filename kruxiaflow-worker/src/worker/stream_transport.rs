@@ -5,24 +5,23 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::StreamEnd;
-use super::sender::{Failure, StreamTransport};
 use crate::client::{ApiClient, ClientError};
-use crate::context::BoxFuture;
+use crate::future::BoxFuture;
 use crate::protocol::StreamToken;
+use crate::stream::{Failure, StreamEnd, StreamTransport};
 
 /// Longest a stream request may take: a stream that waits longer on one increment is
 /// no longer live, whatever the worker's HTTP timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) struct ServerTransport {
+pub(super) struct ServerTransport {
     client: ApiClient,
     activity_id: Uuid,
     timeout: Duration,
 }
 
 impl ServerTransport {
-    pub(crate) fn new(client: ApiClient, activity_id: Uuid, http_timeout: Duration) -> Self {
+    pub(super) fn new(client: ApiClient, activity_id: Uuid, http_timeout: Duration) -> Self {
         Self { client, activity_id, timeout: http_timeout.min(REQUEST_TIMEOUT) }
     }
 }
@@ -40,7 +39,15 @@ impl StreamTransport for ServerTransport {
     }
 
     fn end<'a>(&'a self, end: &'a StreamEnd) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(async move { self.client.stream_end(self.activity_id, end, self.timeout).await.map_err(failure) })
+        Box::pin(async move {
+            let sent = match end {
+                StreamEnd::Complete(result) => {
+                    self.client.stream_complete(self.activity_id, result, self.timeout).await
+                }
+                StreamEnd::Error(error) => self.client.stream_error(self.activity_id, error, self.timeout).await,
+            };
+            sent.map_err(failure)
+        })
     }
 }
 
