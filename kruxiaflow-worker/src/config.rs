@@ -303,25 +303,7 @@ impl WorkerConfig {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let api_url = get(env::API_URL);
         let mut config = Self::new(api_url.as_deref().map_or(DEFAULT_API_URL, str::trim));
-        let secret = match (get(env::CLIENT_SECRET), get(env::CLIENT_SECRET_FILE)) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Conflict { first: env::CLIENT_SECRET, second: env::CLIENT_SECRET_FILE });
-            }
-            (Some(secret), None) => Some(Secret::Value(secret)),
-            (None, Some(path)) => Some(Secret::File(path.trim().into())),
-            (None, None) => None,
-        };
-        config.credentials = match (get(env::CLIENT_ID), secret) {
-            (Some(id), Some(Secret::Value(secret))) => Some(Credentials::new(id, secret)),
-            (Some(id), Some(Secret::File(path))) => Some(Credentials::from_secret_file(id, path)?),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::PartialCredentials { missing: env::CLIENT_SECRET, set: env::CLIENT_ID });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::PartialCredentials { missing: env::CLIENT_ID, set: env::CLIENT_SECRET });
-            }
-        };
+        config.credentials = credentials_from(&get)?;
         if let Some(worker) = get(env::WORKER) {
             config.worker = worker;
         }
@@ -345,27 +327,7 @@ impl WorkerConfig {
                 .filter(|&n| n <= MAX_CONCURRENT_ACTIVITIES)
                 .ok_or_else(|| invalid(env::MAX_ACTIVITIES, &raw, "an integer from 1 to 100000"))?;
         }
-        let seconds = |name: &'static str, default: Duration| match get(name) {
-            Some(raw) => parse_seconds(name, &raw),
-            None => Ok(default),
-        };
-        config.poll_interval = seconds(env::POLL_INTERVAL, config.poll_interval)?;
-        config.activity_timeout = seconds(env::ACTIVITY_TIMEOUT, config.activity_timeout)?;
-        config.heartbeat_interval = seconds(env::HEARTBEAT_INTERVAL, config.heartbeat_interval)?;
-        if config.heartbeat_interval < MIN_HEARTBEAT_INTERVAL {
-            let raw = get(env::HEARTBEAT_INTERVAL).unwrap_or_default();
-            return Err(invalid(env::HEARTBEAT_INTERVAL, &raw, "at least 1 second"));
-        }
-        config.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, config.shutdown_timeout)?;
-        config.cancellation_grace = seconds(env::CANCELLATION_GRACE, config.cancellation_grace)?;
-        config.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, config.report_flush_timeout)?;
-        config.http_timeout = seconds(env::HTTP_TIMEOUT, config.http_timeout)?;
-        if let Some(raw) = get(env::STREAM_LINGER) {
-            config.stream_linger = match raw.trim().parse::<f64>() {
-                Ok(0.0) => Duration::ZERO,
-                _ => parse_seconds(env::STREAM_LINGER, &raw)?,
-            };
-        }
+        config.read_durations(&get)?;
         config.ca_cert_file = get(env::CA_CERT_FILE).map(|path| path.trim().into());
         if let Some(raw) = get(env::METRICS_ADDR) {
             let addr = raw
@@ -376,6 +338,32 @@ impl WorkerConfig {
         }
         config.validate().map_err(|error| error.named_after(env::for_field))?;
         Ok(config)
+    }
+
+    /// Sets the durations of the variables `get` finds.
+    fn read_durations(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let seconds = |name: &'static str, default: Duration| match get(name) {
+            Some(raw) => parse_seconds(name, &raw),
+            None => Ok(default),
+        };
+        self.poll_interval = seconds(env::POLL_INTERVAL, self.poll_interval)?;
+        self.activity_timeout = seconds(env::ACTIVITY_TIMEOUT, self.activity_timeout)?;
+        self.heartbeat_interval = seconds(env::HEARTBEAT_INTERVAL, self.heartbeat_interval)?;
+        if self.heartbeat_interval < MIN_HEARTBEAT_INTERVAL {
+            let raw = get(env::HEARTBEAT_INTERVAL).unwrap_or_default();
+            return Err(invalid(env::HEARTBEAT_INTERVAL, &raw, "at least 1 second"));
+        }
+        self.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, self.shutdown_timeout)?;
+        self.cancellation_grace = seconds(env::CANCELLATION_GRACE, self.cancellation_grace)?;
+        self.report_flush_timeout = seconds(env::REPORT_FLUSH_TIMEOUT, self.report_flush_timeout)?;
+        self.http_timeout = seconds(env::HTTP_TIMEOUT, self.http_timeout)?;
+        if let Some(raw) = get(env::STREAM_LINGER) {
+            self.stream_linger = match raw.trim().parse::<f64>() {
+                Ok(0.0) => Duration::ZERO,
+                _ => parse_seconds(env::STREAM_LINGER, &raw)?,
+            };
+        }
+        Ok(())
     }
 
     /// Whether the client secret and tokens would cross the network unencrypted: an
@@ -494,6 +482,30 @@ fn parse_seconds(name: &str, raw: &str) -> Result<Duration, ConfigError> {
         Err(_) => humantime::parse_duration(raw_trimmed).ok().filter(|d| !d.is_zero() && d.as_secs() < 1_000_000_000),
     };
     parsed.ok_or_else(|| invalid(name, raw, "a positive number of seconds, or a duration such as 30s or 100ms"))
+}
+
+/// The client credentials of the variables `get` finds: both or neither, and the
+/// secret from the variable or from a file, not both.
+fn credentials_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Credentials>, ConfigError> {
+    let secret = match (get(env::CLIENT_SECRET), get(env::CLIENT_SECRET_FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Conflict { first: env::CLIENT_SECRET, second: env::CLIENT_SECRET_FILE });
+        }
+        (Some(secret), None) => Some(Secret::Value(secret)),
+        (None, Some(path)) => Some(Secret::File(path.trim().into())),
+        (None, None) => None,
+    };
+    Ok(match (get(env::CLIENT_ID), secret) {
+        (Some(id), Some(Secret::Value(secret))) => Some(Credentials::new(id, secret)),
+        (Some(id), Some(Secret::File(path))) => Some(Credentials::from_secret_file(id, path)?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::PartialCredentials { missing: env::CLIENT_SECRET, set: env::CLIENT_ID });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::PartialCredentials { missing: env::CLIENT_ID, set: env::CLIENT_SECRET });
+        }
+    })
 }
 
 /// Where the client secret comes from.

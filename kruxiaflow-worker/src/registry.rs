@@ -127,6 +127,11 @@ impl ActivityRegistry {
         self.index.get(worker)?.get(name).map(|&i| Arc::clone(&self.entries[i].activity))
     }
 
+    /// `(worker type, name)` of every activity, in registration order.
+    pub(crate) fn activity_names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|e| (e.worker.as_str(), e.name.as_str()))
+    }
+
     /// Names registered for `worker`, for "not found" messages.
     pub(crate) fn names_for(&self, worker: &str) -> Vec<&str> {
         self.entries.iter().filter(|e| e.worker == worker).map(|e| e.name.as_str()).collect()

@@ -147,64 +147,16 @@ impl WorkerManager {
     /// [`WorkerConfig::shutdown_bound`]. Reports that could not be delivered by then
     /// make it return [`WorkerError::ReportsUndelivered`] with their activity ids.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), WorkerError> {
-        self.config.validate()?;
-        if self.registry.is_empty() {
-            return Err(WorkerError::NoActivities);
-        }
-        if self.config.sends_secrets_in_clear() {
-            tracing::warn!(
-                "the client secret and tokens go to {} unencrypted: use an https:// KRUXIAFLOW_API_URL off this machine",
-                self.config.shown_api_url()
-            );
-        }
-        if self.config.credentials.is_none() {
-            tracing::warn!(
-                "no client credentials configured: talking to {} without authentication (dev-mode server)",
-                self.config.shown_api_url()
-            );
-        }
+        self.check()?;
         // The recorder first: the metric handles are made from it.
         let prometheus = self.config.metrics_addr.and_then(|_| telemetry::install_prometheus());
         let operator_listener = match self.config.metrics_addr {
             Some(addr) => Some(listener::bind(addr, &self.handle).await?),
             None => None,
         };
-        let Pools { control, work } = build_pools(&self.config, self.http.as_ref())?;
         let activities = ActivityRuntime::start()?;
-        let client = ApiClient::new(&self.config, self.config.api_base()?, self.retry, control);
-        let worker_types = self.registry.worker_types();
-        let registered: Vec<(String, String)> = worker_types
-            .iter()
-            .flat_map(|worker| {
-                self.registry.names_for(worker).into_iter().map(move |name| (worker.clone(), name.to_owned()))
-            })
-            .collect();
-        let metrics = Arc::new(WorkerMetrics::new(registered.iter().map(|(w, a)| (w.as_str(), a.as_str()))));
-        let work = client.with_http(work);
-        let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
-        let worker_id = self.config.worker_id.clone();
-        let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
-        let takeovers = Takeovers::new(
-            reporter.sibling(client.clone()),
-            (Arc::clone(&in_flight), Arc::clone(&metrics)),
-            worker_id,
-            Handle::current(),
-        );
-        let services = Arc::new(Services {
-            work,
-            reporter,
-            takeovers: Arc::new(takeovers),
-            client,
-            control: Handle::current(),
-            activities: activities.handle(),
-            in_flight,
-            slots: slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)),
-            metrics,
-            health: Arc::new(Health::new(&worker_types, self.handle.phase().subscribe())),
-            config: self.config,
-            retry: self.retry,
-            registry: self.registry,
-        });
+        let handle = self.handle.clone();
+        let services = Arc::new(self.services(activities.handle())?);
         tracing::info!(
             worker_id = %services.config.worker_id,
             api_url = %services.config.shown_api_url(),
@@ -223,12 +175,65 @@ impl WorkerManager {
             let serve = listener::serve(l, Arc::clone(&services.health), prometheus, listener::Limits::DEFAULT);
             AbortOnDropHandle::new(tokio::spawn(serve))
         });
-        let result = run_until_stopped(&services, shutdown, &self.handle).await;
+        let result = run_until_stopped(&services, shutdown, &handle).await;
         drop(serving);
         drop(keeper);
         drop(activities);
         tracing::info!("worker stopped");
         result
+    }
+
+    /// Refuses what can never run, and warns about what runs unsafely.
+    fn check(&self) -> Result<(), WorkerError> {
+        self.config.validate()?;
+        if self.registry.is_empty() {
+            return Err(WorkerError::NoActivities);
+        }
+        if self.config.sends_secrets_in_clear() {
+            tracing::warn!(
+                "the client secret and tokens go to {} unencrypted: use an https:// KRUXIAFLOW_API_URL off this machine",
+                self.config.shown_api_url()
+            );
+        }
+        if self.config.credentials.is_none() {
+            tracing::warn!(
+                "no client credentials configured: talking to {} without authentication (dev-mode server)",
+                self.config.shown_api_url()
+            );
+        }
+        Ok(())
+    }
+
+    /// The parts of the running worker, with activities running on `activities`.
+    fn services(self, activities: Handle) -> Result<Services, WorkerError> {
+        let Pools { control, work } = build_pools(&self.config, self.http.as_ref())?;
+        let client = ApiClient::new(&self.config, self.config.api_base()?, self.retry, control);
+        let worker_types = self.registry.worker_types();
+        let metrics = Arc::new(WorkerMetrics::new(self.registry.activity_names()));
+        let work = client.with_http(work);
+        let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
+        let takeovers = Takeovers::new(
+            reporter.sibling(client.clone()),
+            (Arc::clone(&in_flight), Arc::clone(&metrics)),
+            self.config.worker_id.clone(),
+            Handle::current(),
+        );
+        Ok(Services {
+            work,
+            reporter,
+            takeovers: Arc::new(takeovers),
+            client,
+            control: Handle::current(),
+            activities,
+            in_flight,
+            slots: slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)),
+            metrics,
+            health: Arc::new(Health::new(&worker_types, self.handle.phase().subscribe())),
+            config: self.config,
+            retry: self.retry,
+            registry: self.registry,
+        })
     }
 }
 

@@ -150,30 +150,8 @@ impl Sender {
                     self.subscribers_answered(count);
                 }
                 Mode::Active => {
-                    tokio::select! {
-                        biased;
-                        end = &mut *ends => return end.ok(),
-                        () = self.outbox.arrived.notified() => {}
-                    }
-                    // Lets text gather, so a fast stream costs a bounded number of
-                    // requests; the first text after a pause goes out at once.
-                    if let Some(at) = self.last_request.map(|last| last + self.linger)
-                        && at > Instant::now()
-                    {
-                        tokio::select! {
-                            biased;
-                            end = &mut *ends => return end.ok(),
-                            () = tokio::time::sleep_until(at) => {}
-                        }
-                    }
-                    let sending = self.send_pending();
-                    tokio::pin!(sending);
-                    tokio::select! {
-                        () = &mut sending => {}
-                        end = &mut *ends => {
-                            let _ = tokio::time::timeout(LAST_TEXT_WITHIN, sending).await;
-                            return end.ok();
-                        }
+                    if let Some(end) = self.send_as_text_arrives(ends).await {
+                        return end;
                     }
                 }
                 Mode::GivenUp => {
@@ -190,6 +168,37 @@ impl Sender {
                     );
                     return ends.await.ok();
                 }
+            }
+        }
+    }
+
+    /// Waits for text, lets more gather for the linger, and sends it; `Some` with the
+    /// end when the attempt ended meanwhile.
+    async fn send_as_text_arrives(&mut self, ends: &mut oneshot::Receiver<StreamEnd>) -> Option<Option<StreamEnd>> {
+        tokio::select! {
+            biased;
+            end = &mut *ends => return Some(end.ok()),
+            () = self.outbox.arrived.notified() => {}
+        }
+        // Lets text gather, so a fast stream costs a bounded number of requests; the
+        // first text after a pause goes out at once.
+        if let Some(at) = self.last_request.map(|last| last + self.linger)
+            && at > Instant::now()
+        {
+            tokio::select! {
+                biased;
+                end = &mut *ends => return Some(end.ok()),
+                () = tokio::time::sleep_until(at) => {}
+            }
+        }
+        let sending = self.send_pending();
+        tokio::pin!(sending);
+        tokio::select! {
+            () = &mut sending => None,
+            end = &mut *ends => {
+                // The request in flight gets a moment; the end must not wait for it.
+                let _ = tokio::time::timeout(LAST_TEXT_WITHIN, sending).await;
+                Some(end.ok())
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::client::ClientError;
 use crate::error::WorkerError;
 use crate::protocol::PollRequest;
 use crate::telemetry::{self, PollMetrics, PollResult};
+use serde_json::value::RawValue;
 
 /// Claims activities while the worker runs. A slot is held before polling so that a
 /// poll never claims more than this worker can start right away: anything claimed but
@@ -30,12 +31,7 @@ pub(super) async fn poll_loop(
 ) -> Result<(), WorkerError> {
     let health = services.health.poller(&worker);
     let alive = health.alive();
-    let metrics = PollMetrics::new(&worker);
-    let mut outage = Outage::default();
-    let mut startup = Some(StartupCheck::default());
-    let mut over_delivery_warned = false;
-    // The pauses of the current run of failures, if there is one.
-    let mut pauses = None;
+    let mut poller = Poller::new(&services, worker);
     loop {
         if *phase.borrow_and_update() != Phase::Running {
             break;
@@ -45,52 +41,17 @@ pub(super) async fn poll_loop(
             _ = phase.changed() => continue,
             slot = services.slots.acquire() => slot,
         };
-        let mut permits = vec![first];
-        let batch = services.config.poll_max_activities as usize;
-        while permits.len() < batch
-            && let Some(slot) = services.slots.try_acquire()
-        {
-            permits.push(slot);
-        }
-        let request = PollRequest {
-            worker: worker.clone(),
-            worker_id: services.config.worker_id.clone(),
-            max_activities: permits.len() as u32,
-        };
+        let slots = poller.more_slots(first);
         // A poll in flight when a graceful shutdown starts may finish, so the
         // activities it claimed are started (and drained) rather than stranded; the
         // shutdown bounds how long it may take.
         let started = Instant::now();
-        let polled = services.work.poll(&request).await;
+        let polled = poller.poll(slots.len()).await;
+        poller.polled(&polled, started.elapsed());
         health.poll_ended(polled.is_ok());
-        let result = match &polled {
-            Ok(items) if items.is_empty() => PollResult::Empty,
-            Ok(_) => PollResult::Work,
-            Err(_) => PollResult::Error,
-        };
-        metrics.polled(result, started.elapsed());
         let pause = match polled {
-            Ok(items) => {
-                startup = None;
-                outage.ended(&worker);
-                pauses = None;
-                let pause = items.is_empty().then_some(services.config.poll_interval);
-                start_all(&services, items, permits, &mut over_delivery_warned);
-                pause
-            }
-            Err(error) => {
-                if let Some(check) = &mut startup
-                    && let Some(reason) = check.judge(&error, &services.config.shown_api_url(), Instant::now())
-                {
-                    return Err(WorkerError::Startup(reason));
-                }
-                drop(permits);
-                telemetry::retried("poll");
-                let pause = pauses.get_or_insert_with(|| services.retry.pauses()).next();
-                let pause = pause.unwrap_or(services.retry.max_delay);
-                outage.failed(&worker, &error, pause);
-                Some(pause)
-            }
+            Ok(items) => poller.claimed(items, slots),
+            Err(error) => poller.failed(&error)?,
         };
         if let Some(pause) = pause {
             tokio::select! {
@@ -100,8 +61,94 @@ pub(super) async fn poll_loop(
         }
     }
     alive.stopped();
-    tracing::debug!(%worker, "poller stopped");
+    tracing::debug!(worker = %poller.worker, "poller stopped");
     Ok(())
+}
+
+/// What one poll loop keeps between polls.
+struct Poller<'a> {
+    services: &'a Arc<Services>,
+    worker: String,
+    metrics: PollMetrics,
+    outage: Outage,
+    /// Until the first successful poll.
+    startup: Option<StartupCheck>,
+    over_delivery_warned: bool,
+    /// The pauses of the current run of failures, if there is one.
+    pauses: Option<Box<dyn Iterator<Item = Duration> + Send>>,
+}
+
+impl<'a> Poller<'a> {
+    fn new(services: &'a Arc<Services>, worker: String) -> Self {
+        Self {
+            services,
+            metrics: PollMetrics::new(&worker),
+            worker,
+            outage: Outage::default(),
+            startup: Some(StartupCheck::default()),
+            over_delivery_warned: false,
+            pauses: None,
+        }
+    }
+
+    /// `first` and the free slots up to `poll_max_activities`.
+    fn more_slots(&self, first: Slot) -> Vec<Slot> {
+        let mut slots = vec![first];
+        let batch = self.services.config.poll_max_activities as usize;
+        while slots.len() < batch
+            && let Some(slot) = self.services.slots.try_acquire()
+        {
+            slots.push(slot);
+        }
+        slots
+    }
+
+    /// One poll for up to `max_activities`. The future borrows only the services, so
+    /// the loop's future stays `Send`.
+    fn poll(&self, max_activities: usize) -> impl Future<Output = Result<Vec<Box<RawValue>>, ClientError>> + Send + 'a {
+        let services = self.services;
+        let request = PollRequest {
+            worker: self.worker.clone(),
+            worker_id: services.config.worker_id.clone(),
+            max_activities: max_activities as u32,
+        };
+        async move { services.work.poll(&request).await }
+    }
+
+    /// Counts a poll that took `took`.
+    fn polled(&self, polled: &Result<Vec<Box<RawValue>>, ClientError>, took: Duration) {
+        let result = match polled {
+            Ok(items) if items.is_empty() => PollResult::Empty,
+            Ok(_) => PollResult::Work,
+            Err(_) => PollResult::Error,
+        };
+        self.metrics.polled(result, took);
+    }
+
+    /// Starts what a poll claimed in `slots`; the pause before the next poll.
+    fn claimed(&mut self, items: Vec<Box<RawValue>>, slots: Vec<Slot>) -> Option<Duration> {
+        self.startup = None;
+        self.outage.ended(&self.worker);
+        self.pauses = None;
+        let pause = items.is_empty().then_some(self.services.config.poll_interval);
+        start_all(self.services, items, slots, &mut self.over_delivery_warned);
+        pause
+    }
+
+    /// A failed poll: the pause before the next one, or the reason none will succeed.
+    fn failed(&mut self, error: &ClientError) -> Result<Option<Duration>, WorkerError> {
+        let services = self.services;
+        if let Some(check) = &mut self.startup
+            && let Some(reason) = check.judge(error, &services.config.shown_api_url(), Instant::now())
+        {
+            return Err(WorkerError::Startup(reason));
+        }
+        telemetry::retried("poll");
+        let pauses = self.pauses.get_or_insert_with(|| Box::new(services.retry.pauses()));
+        let pause = pauses.next().unwrap_or(services.retry.max_delay);
+        self.outage.failed(&self.worker, error, pause);
+        Ok(Some(pause))
+    }
 }
 
 /// How long, before the first successful poll, refusals that are not the server's own
@@ -151,12 +198,7 @@ impl StartupCheck {
 
 /// Starts what a poll claimed. A server sending more than asked is misbehaving (warned
 /// once per poller), but what it sent is claimed and must run.
-fn start_all(
-    services: &Arc<Services>,
-    items: Vec<Box<serde_json::value::RawValue>>,
-    mut permits: Vec<Slot>,
-    warned: &mut bool,
-) {
+fn start_all(services: &Arc<Services>, items: Vec<Box<RawValue>>, mut permits: Vec<Slot>, warned: &mut bool) {
     if items.len() > permits.len() && !std::mem::replace(warned, true) {
         tracing::warn!(
             asked = permits.len(),

@@ -1,0 +1,130 @@
+//! The structure the README describes, checked: no two modules of the runtime import
+//! each other (directly or through others), at the top of the crate and inside
+//! `worker/`; and every test the README's reliability tables name exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The code of a file without its tests and comments.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    text.lines().map(|line| line.split("//").next().unwrap_or_default()).collect::<Vec<_>>().join("\n")
+}
+
+/// The module names following each occurrence of `prefix` in `code`.
+fn uses(code: &str, prefix: &str) -> BTreeSet<String> {
+    code.match_indices(prefix)
+        .map(|(at, _)| {
+            let rest = &code[at + prefix.len()..];
+            rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// The modules of a module graph that lie on a cycle.
+fn on_cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let reaches = |from: &str, to: &str| {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = edges.get(from).map(|e| e.iter().map(String::as_str).collect()).unwrap_or_default();
+        while let Some(next) = todo.pop() {
+            if next == to {
+                return true;
+            }
+            if seen.insert(next) {
+                todo.extend(edges.get(next).into_iter().flatten().map(String::as_str));
+            }
+        }
+        false
+    };
+    edges.keys().filter(|module| reaches(module, module)).cloned().collect()
+}
+
+/// The first path component under `root` of `path` (`worker` for `worker/attempt.rs`).
+fn module_of(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap();
+    let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+#[test]
+fn no_module_of_the_runtime_imports_one_that_imports_it() {
+    let root = src();
+    let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&root) {
+        let module = module_of(&root, &file);
+        if module == "lib" {
+            continue;
+        }
+        let mut used = uses(&code(&file), "crate::");
+        used.remove(&module);
+        top.entry(module).or_default().extend(used);
+    }
+    assert!(top.contains_key("worker") && top.contains_key("client"), "{top:?}");
+    assert_eq!(on_cycles(&top), BTreeSet::new(), "import cycles among the crate's modules: {top:#?}");
+
+    let worker_dir = root.join("worker");
+    let mut worker: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&worker_dir) {
+        let module = module_of(&worker_dir, &file);
+        let code = code(&file);
+        let mut used = uses(&code, "super::");
+        used.extend(uses(&code, "crate::worker::"));
+        used.retain(|used| *used != module && worker_dir.join(format!("{used}.rs")).exists());
+        worker.entry(module).or_default().extend(used);
+    }
+    assert!(worker.len() > 10, "{worker:?}");
+    assert_eq!(on_cycles(&worker), BTreeSet::new(), "import cycles inside worker/: {worker:#?}");
+}
+
+#[test]
+fn every_test_the_readme_names_exists() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(workspace.join("README.md")).unwrap();
+    let start = readme.find("## Reliability").expect("the README has a Reliability section");
+    let end = readme[start..].find("\n## ").map_or(readme.len(), |e| start + e);
+    let mut sources = String::new();
+    for crate_dir in ["kruxiaflow-worker", "kruxiaflow-worker-testing", "examples"] {
+        for file in rust_files(&workspace.join(crate_dir)) {
+            sources.push_str(&std::fs::read_to_string(file).unwrap());
+        }
+    }
+    let mut named = 0;
+    for cell in readme[start..end].split('`').skip(1).step_by(2) {
+        let name = cell.rsplit("::").next().unwrap();
+        // `…suffix` names a test by the end of its name, after one named in full.
+        let (name, whole) = match name.strip_prefix('…') {
+            Some(suffix) => (suffix, false),
+            None => (name, true),
+        };
+        let is_test_name = name.len() > 20
+            && name.contains('_')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !name.starts_with("kruxiaflow_");
+        if is_test_name {
+            named += 1;
+            let found = if whole { format!("fn {name}(") } else { format!("{name}(") };
+            assert!(sources.contains(&found), "the README names a test that does not exist: {name}");
+        }
+    }
+    assert!(named > 40, "only {named} test names found in the README's Reliability section");
+}
