@@ -6,6 +6,7 @@ mod capture;
 mod report;
 mod stream;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ pub struct MockContext {
     backend: Arc<MockBackend>,
     stream: Arc<MockStream>,
     cancel_after: Option<Duration>,
+    timeout: Duration,
     logs: Arc<Mutex<Vec<LogLine>>>,
     ctx: ActivityContext,
 }
@@ -92,10 +94,10 @@ impl MockContext {
         info: ActivityInfo,
         backend: Arc<MockBackend>,
         stream: Arc<MockStream>,
-        cancel_after: Option<Duration>,
+        (cancel_after, timeout): (Option<Duration>, Duration),
     ) -> Self {
         let ctx = context_with_stream(info, Arc::clone(&backend) as _, Arc::clone(&stream) as _);
-        Self { backend, stream, cancel_after, logs: Arc::default(), ctx }
+        Self { backend, stream, cancel_after, timeout, logs: Arc::default(), ctx }
     }
 
     /// The context [`run`](Self::run) passes to the activity.
@@ -171,8 +173,10 @@ impl MockContext {
 
     /// The report a worker would send for `outcome` returned by this context's run
     /// (its exact body with [`Report::to_json`], where it goes with
-    /// [`Report::endpoint`]), decided by the worker's own settle rule: the context's
-    /// cancellation and spend count as they would in a worker. `None` when the worker
+    /// [`Report::endpoint`]), decided by the worker's own settle rule from what a
+    /// worker would know: how the handler was cancelled, whether the lease was lost
+    /// (by a heartbeat, or [`cancel`](Self::cancel) with `LeaseLost`) — a lease lost
+    /// after a timeout included — the timeout, and the spend. `None` when the worker
     /// would send nothing (the lease was lost).
     pub fn report(&self, outcome: &Result<ActivityResult, ActivityError>) -> Option<Report> {
         self.worker_report(outcome).as_ref().map(Report::of)
@@ -183,14 +187,13 @@ impl MockContext {
         outcome: &Result<ActivityResult, ActivityError>,
     ) -> Option<kruxiaflow_worker::__testing::Report> {
         let ctx = self.context();
-        let cancelled = ctx.cancel_reason();
-        let lease = if cancelled == Some(CancelReason::LeaseLost) { LeaseState::Lost } else { LeaseState::Held };
+        let lease = if self.backend.lease_lost.load(Ordering::SeqCst) { LeaseState::Lost } else { LeaseState::Held };
         let ending = Ending {
             outcome: HandlerOutcome::Returned(outcome.clone()),
-            cancelled,
+            cancelled: ctx.cancel_reason(),
             lease,
             spend: self.spend(),
-            timeout: None,
+            timeout: Some(self.timeout),
         };
         settle(&ctx.info().worker_id, ending).map(|(report, _)| report)
     }
@@ -199,6 +202,9 @@ impl MockContext {
     /// ([`CancelReason::Timeout`]), a shutdown or a lost lease; the run sees it through
     /// `ctx.cancelled()` and `ctx.is_cancelled()`.
     pub fn cancel(&self, reason: CancelReason) {
+        if reason == CancelReason::LeaseLost {
+            self.backend.lease_lost.store(true, Ordering::SeqCst);
+        }
         cancel(&self.context(), reason);
     }
 }

@@ -48,7 +48,7 @@ pub mod env {
     pub const HEARTBEAT_INTERVAL: &str = "KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL";
     /// Seconds in-flight activities get to finish on shutdown.
     pub const SHUTDOWN_TIMEOUT: &str = "KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT";
-    /// Seconds a cancelled handler gets to return before its task is aborted.
+    /// Seconds a cancelled handler gets to return before its future is dropped.
     pub const CANCELLATION_GRACE: &str = "KRUXIAFLOW_WORKER_CANCELLATION_GRACE";
     /// Seconds at shutdown for the last reports to reach the server.
     pub const REPORT_FLUSH_TIMEOUT: &str = "KRUXIAFLOW_WORKER_REPORT_FLUSH_TIMEOUT";
@@ -180,7 +180,8 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// How long in-flight activities may finish after a shutdown request.
     pub shutdown_timeout: Duration,
-    /// How long a cancelled handler gets to return before its task is aborted.
+    /// How long a cancelled handler gets to return before its future is dropped (a
+    /// handler blocking its thread is settled from the worker's runtime instead).
     pub cancellation_grace: Duration,
     /// How long, at shutdown, the last reports may take to reach the server.
     pub report_flush_timeout: Duration,

@@ -376,7 +376,7 @@ impl ActivityContext {
     }
 
     /// Resolves when the attempt is cancelled, with the reason. Select on it in long
-    /// loops to stop early; the handler gets a grace period before it is aborted.
+    /// loops to stop early; the handler gets a grace period, then its future is dropped.
     pub async fn cancelled(&self) -> CancelReason {
         self.inner.cancel.cancelled().await;
         self.cancel_reason().unwrap_or(CancelReason::Requested)

@@ -23,7 +23,8 @@ const MAX_MESSAGE_CHARS: usize = 64 * 1024;
 pub enum HandlerOutcome {
     /// It returned (a panic counts as returning its `PANIC` error).
     Returned(Result<ActivityResult, ActivityError>),
-    /// It did not return within the cancellation grace, so its task was aborted.
+    /// It did not return within the cancellation grace: its future was dropped, or, for
+    /// a handler blocking its thread, the worker's runtime settled it.
     Aborted,
     /// It never started: the attempt was cancelled while waiting for a free slot.
     NotStarted,

@@ -105,7 +105,7 @@ fn describe() {
         "Attempts ended: completed or failed (as reported to the server), or abandoned (nothing reported)"
     );
     describe_histogram!(ACTIVITY_DURATION, Unit::Seconds, "Handler start to report accepted, by outcome");
-    describe_gauge!(ACTIVITIES_IN_FLIGHT, "Attempts claimed and not yet settled");
+    describe_gauge!(ACTIVITIES_IN_FLIGHT, "Attempts claimed and not yet ended (running, or delivering their report)");
     describe_gauge!(
         SLOTS_FREE,
         "Slots not running an activity (max_concurrent_activities minus the activities running)"

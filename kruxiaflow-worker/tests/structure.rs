@@ -128,3 +128,13 @@ fn every_test_the_readme_names_exists() {
     }
     assert!(named > 40, "only {named} test names found in the README's Reliability section");
 }
+
+#[test]
+fn the_config_error_the_readme_quotes_is_the_one_the_worker_prints() {
+    let error = kruxiaflow_worker::WorkerConfig::from_lookup(|name| {
+        (name == "KRUXIAFLOW_WORKER_MAX_ACTIVITIES").then(|| "abc".to_owned())
+    })
+    .unwrap_err();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    assert!(readme.contains(&format!("`{error}`")), "the README does not quote `{error}`");
+}

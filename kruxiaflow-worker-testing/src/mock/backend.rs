@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kruxiaflow_worker::ActivityError;
 use kruxiaflow_worker::context::{BoxFuture, ContextBackend, HeartbeatError};
@@ -16,6 +16,9 @@ pub(crate) struct MockBackend {
     pub(crate) heartbeats: AtomicU32,
     /// The heartbeat (1-based) from which the lease is lost; 0: never.
     pub(crate) lose_lease_after: u32,
+    /// The lease is lost (a heartbeat said so, or the test did): what a worker knows
+    /// about the lease, apart from how the handler was cancelled.
+    pub(crate) lease_lost: AtomicBool,
     pub(crate) seeded: HashMap<FileReference, Vec<u8>>,
     uploads: Mutex<Vec<Upload>>,
 }
@@ -77,6 +80,9 @@ impl ContextBackend for MockBackend {
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
         let lost = self.lose_lease_after > 0 && count >= self.lose_lease_after;
+        if lost {
+            self.lease_lost.store(true, Ordering::SeqCst);
+        }
         Box::pin(async move { if lost { Err(HeartbeatError::LeaseLost) } else { Ok(()) } })
     }
 }

@@ -36,7 +36,12 @@ pub struct MockContextBuilder {
     backend: MockBackend,
     subscribers: u32,
     cancel_after: Option<Duration>,
+    timeout: Duration,
 }
+
+/// A worker's execution timeout for an activity the server sends without one
+/// (`WorkerConfig::activity_timeout`'s default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl MockContextBuilder {
     pub(super) fn new(worker: &str, activity_name: &str) -> Self {
@@ -45,6 +50,7 @@ impl MockContextBuilder {
             backend: MockBackend::default(),
             subscribers: 1,
             cancel_after: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
@@ -139,13 +145,20 @@ impl MockContextBuilder {
         self
     }
 
+    /// The attempt's execution timeout (300 s by default, as a worker's for an
+    /// activity without `timeout_seconds`), which a `TIMEOUT` failure names.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The context, fixed from now on.
     pub fn build(self) -> MockContext {
         MockContext::from_parts(
             self.info,
             Arc::new(self.backend),
             Arc::new(MockStream::new(self.subscribers)),
-            self.cancel_after,
+            (self.cancel_after, self.timeout),
         )
     }
 }
