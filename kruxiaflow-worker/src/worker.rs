@@ -66,30 +66,27 @@ pub struct WorkerManager {
     handle: WorkerHandle,
 }
 
-/// What the parts of a running worker share. Each piece has one owner: the reporter
-/// owns the attempts' report delivery, `takeovers` the deliveries made from the
-/// worker's runtime, `in_flight` the running attempts and what is due for them (the
-/// lease keeper acts on it).
-struct Services {
-    config: WorkerConfig,
-    retry: RetryPolicy,
-    registry: ActivityRegistry,
-    /// The worker's own traffic, on `control`: heartbeats, takeovers, token streams.
+/// A running worker, its parts each given only what they use: the pollers their
+/// [`Polling`](poller::Polling) (and through its intake, attempts their
+/// [`Execution`](attempt::Execution)); the lease keeper the in-flight table, the
+/// worker's own client and the takeovers; the operator listener the health; the
+/// shutdown the in-flight table and the takeovers. Each piece of state has one owner:
+/// the reporters own report delivery, `takeovers` the deliveries made from the worker's
+/// runtime, `in_flight` the running attempts and what is due for them.
+struct Running {
+    polling: Arc<poller::Polling>,
+    in_flight: Arc<InFlight>,
+    takeovers: Arc<Takeovers>,
+    /// The worker's own traffic, on its own runtime and pool: heartbeats, takeovers,
+    /// token streams. The activities' traffic (polls, reports, file transfers) goes over
+    /// the activities' own pool, so a request never wakes the other runtime.
     client: ApiClient,
-    control: Handle,
-    /// The activities' traffic, on `activities`, over its own connection pool: polls,
-    /// reports, file transfers. Each pool's connections are driven by
-    /// the runtime that opened them, so a request never wakes the other runtime.
-    work: ApiClient,
+    health: Arc<Health>,
     /// Where pollers and attempts run. While every one of its threads is blocked, the
     /// worker claims nothing: the work goes to workers that can start it.
     activities: Handle,
-    slots: slots::Slots,
-    reporter: Reporter,
-    takeovers: Arc<Takeovers>,
-    in_flight: Arc<InFlight>,
-    metrics: Arc<WorkerMetrics>,
-    health: Arc<Health>,
+    worker_types: Vec<String>,
+    config: WorkerConfig,
 }
 
 impl WorkerManager {
@@ -156,26 +153,26 @@ impl WorkerManager {
         };
         let activities = ActivityRuntime::start()?;
         let handle = self.handle.clone();
-        let services = Arc::new(self.services(activities.handle())?);
         tracing::info!(
-            worker_id = %services.config.worker_id,
-            api_url = %services.config.shown_api_url(),
-            activities = ?services.registry.activity_types(),
+            worker_id = %self.config.worker_id,
+            api_url = %self.config.shown_api_url(),
+            activities = ?self.registry.activity_types(),
             "worker started"
         );
+        let running = self.start(activities.handle())?;
         // Keeps leases until `run` ends, returned or dropped.
         let keeper = AbortOnDropHandle::new(tokio::spawn(keeper::keep(
-            Arc::clone(&services.in_flight),
-            services.client.clone(),
-            services.config.worker_id.clone(),
-            Arc::clone(&services.takeovers),
+            Arc::clone(&running.in_flight),
+            running.client.clone(),
+            running.config.worker_id.clone(),
+            Arc::clone(&running.takeovers),
         )));
         // Stops serving however `run` ends, returned or dropped.
         let serving = operator_listener.map(|l| {
-            let serve = listener::serve(l, Arc::clone(&services.health), prometheus, listener::Limits::DEFAULT);
+            let serve = listener::serve(l, Arc::clone(&running.health), prometheus, listener::Limits::DEFAULT);
             AbortOnDropHandle::new(tokio::spawn(serve))
         });
-        let result = run_until_stopped(&services, shutdown, &handle).await;
+        let result = run_until_stopped(&running, shutdown, &handle).await;
         drop(serving);
         drop(keeper);
         drop(activities);
@@ -205,34 +202,58 @@ impl WorkerManager {
     }
 
     /// The parts of the running worker, with activities running on `activities`.
-    fn services(self, activities: Handle) -> Result<Services, WorkerError> {
+    fn start(self, activities: Handle) -> Result<Running, WorkerError> {
         let Pools { control, work } = build_pools(&self.config, self.http.as_ref())?;
         let client = ApiClient::new(&self.config, self.config.api_base()?, self.retry, control);
-        let worker_types = self.registry.worker_types();
-        let metrics = Arc::new(WorkerMetrics::new(self.registry.activity_names()));
         let work = client.with_http(work);
+        let metrics = Arc::new(WorkerMetrics::new(self.registry.activity_names()));
         let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
         let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
-        let takeovers = Takeovers::new(
+        let takeovers = Arc::new(Takeovers::new(
             reporter.sibling(client.clone()),
             (Arc::clone(&in_flight), Arc::clone(&metrics)),
             self.config.worker_id.clone(),
             Handle::current(),
-        );
-        Ok(Services {
-            work,
+        ));
+        let slots = Arc::new(slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)));
+        let worker_types = self.registry.worker_types();
+        let health = Arc::new(Health::new(&worker_types, self.handle.phase().subscribe()));
+        let execution = Arc::new(attempt::Execution {
             reporter,
-            takeovers: Arc::new(takeovers),
-            client,
-            control: Handle::current(),
-            activities,
-            in_flight,
-            slots: slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)),
             metrics,
-            health: Arc::new(Health::new(&worker_types, self.handle.phase().subscribe())),
-            config: self.config,
-            retry: self.retry,
+            slots: Arc::clone(&slots),
+            control: Handle::current(),
+            worker_id: self.config.worker_id.clone(),
+            cancellation_grace: self.config.cancellation_grace,
             registry: self.registry,
+        });
+        let intake = intake::Intake {
+            execution,
+            config: self.config.clone(),
+            client: client.clone(),
+            control: Handle::current(),
+            work: work.clone(),
+            in_flight: Arc::clone(&in_flight),
+            takeovers: Arc::clone(&takeovers),
+            activities: activities.clone(),
+        };
+        let polling = poller::Polling {
+            intake,
+            slots,
+            health: Arc::clone(&health),
+            work,
+            retry: self.retry,
+            config: self.config.clone(),
+        };
+        Ok(Running {
+            polling: Arc::new(polling),
+            in_flight,
+            takeovers,
+            client,
+            health,
+            activities,
+            worker_types,
+            config: self.config,
         })
     }
 }
@@ -282,14 +303,15 @@ impl Drop for ActivityRuntime {
 }
 
 async fn run_until_stopped(
-    services: &Arc<Services>,
+    running: &Running,
     shutdown: impl Future<Output = ()> + Send,
     handle: &WorkerHandle,
 ) -> Result<(), WorkerError> {
     let phase = handle.phase();
     let mut pollers = JoinSet::new();
-    for worker in services.registry.worker_types() {
-        pollers.spawn_on(poller::poll_loop(Arc::clone(services), worker, phase.subscribe()), &services.activities);
+    for worker in &running.worker_types {
+        let polling = Arc::clone(&running.polling);
+        pollers.spawn_on(poller::poll_loop(polling, worker.clone(), phase.subscribe()), &running.activities);
     }
     let mut watching = phase.subscribe();
     let mut failure = None;
@@ -316,7 +338,7 @@ async fn run_until_stopped(
     }
     let drain_deadline = match *watching.borrow() {
         Phase::Immediate => Instant::now(),
-        _ => Instant::now() + services.config.shutdown_timeout,
+        _ => Instant::now() + running.config.shutdown_timeout,
     };
     // A poll in flight may finish within the drain, so what it claimed is started.
     tokio::select! {
@@ -330,7 +352,8 @@ async fn run_until_stopped(
         );
         pollers.abort_all();
     }
-    let undelivered = shutdown::drain(services, phase.subscribe(), drain_deadline).await;
+    let parts = (&*running.in_flight, &running.takeovers);
+    let undelivered = shutdown::drain(parts, &running.config, phase.subscribe(), drain_deadline).await;
     if !undelivered.is_empty() {
         return Err(WorkerError::ReportsUndelivered { activity_ids: undelivered });
     }

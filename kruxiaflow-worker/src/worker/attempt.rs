@@ -11,12 +11,28 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tracing::Instrument;
 
+use super::conclude;
+use super::delivery::Reporter;
 use super::in_flight::{AttemptState, Registration};
 use super::slots::Slot;
-use super::{Services, conclude};
+use super::slots::Slots;
 use crate::context::{ActivityContext, CancelReason};
 use crate::error::{ActivityError, codes};
+use crate::registry::ActivityRegistry;
 use crate::settle::{Ending, HandlerOutcome, settle};
+use crate::telemetry::WorkerMetrics;
+
+/// What running attempts need: their handlers, slots, report delivery and metrics.
+pub(super) struct Execution {
+    pub(super) registry: ActivityRegistry,
+    pub(super) reporter: Reporter,
+    pub(super) metrics: Arc<WorkerMetrics>,
+    pub(super) slots: Arc<Slots>,
+    /// The worker's own runtime, where token streams send from.
+    pub(super) control: tokio::runtime::Handle,
+    pub(super) worker_id: String,
+    pub(super) cancellation_grace: Duration,
+}
 
 pub(super) struct Attempt {
     ctx: ActivityContext,
@@ -56,14 +72,14 @@ impl Attempt {
     }
 
     /// Execute → settle → deliver → account, on the activities' runtime.
-    pub(super) async fn run(self, services: Arc<Services>) {
+    pub(super) async fn run(self, execution: Arc<Execution>) {
         let span = conclude::activity_span(self.ctx.info());
-        self.settle_and_deliver(services).instrument(span).await;
+        self.settle_and_deliver(execution).instrument(span).await;
     }
 
-    async fn settle_and_deliver(mut self, services: Arc<Services>) {
+    async fn settle_and_deliver(mut self, execution: Arc<Execution>) {
         let state = Arc::clone(&self.state);
-        let outcome = self.execute(&services).await;
+        let outcome = self.execute(&execution).await;
         // Uploads happened inside the handler, so its files can go before the report.
         self.ctx.close_files();
         let ending = Ending {
@@ -74,10 +90,10 @@ impl Attempt {
             timeout: Some(self.timeout),
         };
         let attempt = (&self.ctx, &*state);
-        let Some((report, body)) = settle(&services.config.worker_id, ending) else {
+        let Some((report, body)) = settle(&execution.worker_id, ending) else {
             if state.stage.abandon() {
                 tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
-                conclude::account(&services.metrics, attempt, None);
+                conclude::account(&execution.metrics, attempt, None);
             }
             return;
         };
@@ -85,16 +101,16 @@ impl Attempt {
             tracing::debug!("the worker settled this attempt while its handler ran past its grace");
             return;
         };
-        let accepted = conclude::deliver(&services.reporter, attempt, report, body).await;
+        let accepted = conclude::deliver(&execution.reporter, attempt, report, body).await;
         if state.stage.delivered() {
-            conclude::account(&services.metrics, attempt, accepted.as_deref());
+            conclude::account(&execution.metrics, attempt, accepted.as_deref());
         }
     }
 
     /// Runs the handler under its deadline, the lease and cancellation; a cancelled
     /// handler gets the grace period, then it is dropped. The handler is polled by this
     /// task itself: one task per attempt, and no hand-off between threads.
-    async fn execute(&mut self, services: &Services) -> HandlerOutcome {
+    async fn execute(&mut self, execution: &Execution) -> HandlerOutcome {
         let ctx = &self.ctx;
         let lease = &self.state.lease;
         let deadline = self.deadline;
@@ -110,21 +126,21 @@ impl Attempt {
                     ctx.cancel(CancelReason::Timeout);
                     return HandlerOutcome::NotStarted;
                 }
-                slot = services.slots.acquire() => self.slot = Some(services.slots.run_in(slot)),
+                slot = execution.slots.acquire() => self.slot = Some(execution.slots.run_in(slot)),
             }
         }
         let info = ctx.info();
-        let Some(activity) = services.registry.get(&info.worker, &info.activity_name) else {
-            return HandlerOutcome::Returned(Err(not_found(services, ctx)));
+        let Some(activity) = execution.registry.get(&info.worker, &info.activity_name) else {
+            return HandlerOutcome::Returned(Err(not_found(execution, ctx)));
         };
         let params = std::mem::take(&mut self.params);
-        services.metrics.started(&info.worker, &info.activity_name);
+        execution.metrics.started(&info.worker, &info.activity_name);
         if let Some(stream) = &self.state.stream {
             // On the worker's runtime and pool: the sender sends at once whatever the
             // handler queued while its last request was out, and next to the handler
             // each request came back sooner with less in it — more requests, and more
             // CPU, per token.
-            stream.start(&services.control);
+            stream.start(&execution.control);
         }
         let _ = self.state.handler_started.set(Instant::now());
         let mut handler = pin!(AssertUnwindSafe(activity.run_boxed(params, ctx.clone())).catch_unwind());
@@ -134,7 +150,7 @@ impl Attempt {
             () = lease.lost() => ctx.cancel(CancelReason::LeaseLost),
             _ = ctx.cancelled() => {}
         }
-        let grace = services.config.cancellation_grace;
+        let grace = execution.cancellation_grace;
         match tokio::time::timeout(grace, &mut handler).await {
             Ok(returned) => HandlerOutcome::Returned(returned.unwrap_or_else(panicked)),
             Err(_) => {
@@ -145,9 +161,9 @@ impl Attempt {
     }
 }
 
-fn not_found(services: &Services, ctx: &ActivityContext) -> ActivityError {
+fn not_found(execution: &Execution, ctx: &ActivityContext) -> ActivityError {
     let info = ctx.info();
-    let registered = services.registry.names_for(&info.worker);
+    let registered = execution.registry.names_for(&info.worker);
     ActivityError::retryable(
         codes::ACTIVITY_NOT_FOUND,
         format!(

@@ -26,12 +26,13 @@ pub(super) struct AttemptState {
     /// When its handler started, once it did.
     pub(super) handler_started: OnceLock<std::time::Instant>,
     /// Its token stream, when the activity opted in: ended by whichever side
-    /// concludes the attempt, before the report.
-    pub(super) stream: Option<StreamEnding>,
+    /// concludes the attempt, before the report. Boxed: most attempts have none, and
+    /// each in-flight attempt costs its size.
+    pub(super) stream: Option<Box<StreamEnding>>,
 }
 
 impl AttemptState {
-    pub(super) fn new(stream: Option<StreamEnding>) -> Arc<Self> {
+    pub(super) fn new(stream: Option<Box<StreamEnding>>) -> Arc<Self> {
         Arc::new(Self { lease: Lease::new(), stage: Stage::new(), handler_started: OnceLock::new(), stream })
     }
 }

@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Services;
-use super::attempt::{Attempt, Deadline};
+use super::attempt::{Attempt, Deadline, Execution};
 use super::backend::ServerBackend;
-use super::in_flight::{AttemptState, Watch};
+use super::in_flight::{AttemptState, InFlight, Watch};
 use super::slots::Slot;
 use super::stream_transport::ServerTransport;
+use super::takeover::Takeovers;
+use crate::client::ApiClient;
+use crate::config::WorkerConfig;
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
@@ -31,26 +34,45 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// that does run to settle on its own first.
 const OVERDUE_MARGIN: Duration = Duration::from_secs(1);
 
-/// Starts the attempt of one poll item, holding `slot` (or waiting for one). It is
-/// registered among the in-flight attempts first, so its lease is kept and it is
-/// settled from the worker's runtime if its own task cannot.
-pub(super) fn admit(services: &Arc<Services>, raw: &RawValue, slot: Option<Slot>) {
-    match serde_json::from_str::<PendingActivity>(raw.get()) {
-        Ok(item) => {
-            if let Some(attempt) = attempt(services, item, slot) {
-                services.activities.spawn(attempt.run(Arc::clone(services)));
+/// What turns poll items into running attempts.
+pub(super) struct Intake {
+    pub(super) execution: Arc<Execution>,
+    pub(super) config: WorkerConfig,
+    /// The worker's own traffic (heartbeats, token streams), driven by `control`.
+    pub(super) client: ApiClient,
+    pub(super) control: Handle,
+    /// The activities' traffic (file transfers), driven by `activities`.
+    pub(super) work: ApiClient,
+    pub(super) in_flight: Arc<InFlight>,
+    pub(super) takeovers: Arc<Takeovers>,
+    /// Where attempts run.
+    pub(super) activities: Handle,
+}
+
+impl Intake {
+    /// Starts the attempt of `raw`, holding `slot` (or waiting for one), or fails an
+    /// item that cannot be understood.
+    pub(super) fn admit(&self, raw: &RawValue, slot: Option<Slot>) {
+        match serde_json::from_str::<PendingActivity>(raw.get()) {
+            Ok(item) => {
+                if let Some(attempt) = attempt(self, item, slot) {
+                    self.activities.spawn(attempt.run(Arc::clone(&self.execution)));
+                }
             }
+            Err(error) => refuse(self, raw, &error),
         }
-        Err(error) => refuse(services, raw, &error),
     }
 }
 
-fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<Slot>) -> Option<Attempt> {
+/// The attempt of `item`, holding `slot` (or waiting for one). It is registered among
+/// the in-flight attempts first, so its lease is kept and it is settled from the
+/// worker's runtime if its own task cannot.
+fn attempt(services: &Intake, item: PendingActivity, slot: Option<Slot>) -> Option<Attempt> {
     let timeouts = Timeouts::for_item(&item, services.config.activity_timeout, services.config.heartbeat_interval);
     let (stream, token_stream) = if stream::opted_in(&item.settings) {
         let transport = ServerTransport::new(services.client.clone(), item.activity_id, services.config.http_timeout);
         let (driver, token_stream) = StreamDriver::new(transport, services.config.stream_linger);
-        (Some(StreamEnding::new(driver)), Some(token_stream))
+        (Some(Box::new(StreamEnding::new(driver))), Some(token_stream))
     } else {
         (None, None)
     };
@@ -89,13 +111,13 @@ fn attempt(services: &Arc<Services>, item: PendingActivity, slot: Option<Slot>) 
         return None;
     };
     let deadline = Deadline { timeout: timeouts.execution, at: deadline };
-    let slot = slot.map(|slot| services.slots.run_in(slot));
+    let slot = slot.map(|slot| services.execution.slots.run_in(slot));
     Some(Attempt::new((ctx, item.parameters), deadline, slot, state, registration))
 }
 
 /// An item that does not parse is failed terminally (it would not parse on a retry
 /// either), if it has an id to fail it by.
-fn refuse(services: &Arc<Services>, raw: &RawValue, error: &serde_json::Error) {
+fn refuse(services: &Intake, raw: &RawValue, error: &serde_json::Error) {
     #[derive(Deserialize)]
     struct IdOnly {
         activity_id: Uuid,

@@ -3,7 +3,7 @@
 //! keeper or from the activity's own `ctx.heartbeat()`, is judged here, and the
 //! activity's own heartbeats are throttled here.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -23,30 +23,39 @@ const LOST: u8 = 2;
 pub(super) struct Lease {
     state: AtomicU8,
     changed: Notify,
-    /// When the last heartbeat for it went out, from the keeper or the activity.
-    last_beat: std::sync::Mutex<Option<Instant>>,
+    /// When the last heartbeat for it went out, from the keeper or the activity: in
+    /// milliseconds since `created`, plus one (0: none yet).
+    last_beat: AtomicU64,
+    created: Instant,
 }
 
 impl Lease {
     pub(super) fn new() -> Self {
-        Self { state: AtomicU8::new(HELD), changed: Notify::new(), last_beat: std::sync::Mutex::new(None) }
+        Self {
+            state: AtomicU8::new(HELD),
+            changed: Notify::new(),
+            last_beat: AtomicU64::new(0),
+            created: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.created.elapsed().as_millis() as u64 + 1
     }
 
     /// A heartbeat goes out now.
     pub(super) fn beat_sent(&self) {
-        *self.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.last_beat.store(self.now(), Ordering::Release);
     }
 
     /// Whether an activity's own heartbeat should go out now: the first one does, and
     /// then one per `every`, counting the keeper's. The caller sends it if so.
     pub(super) fn beat_due(&self, every: Duration) -> bool {
-        let mut last = self.last_beat.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let due = last.is_none_or(|at| now.duration_since(at) >= every);
-        if due {
-            *last = Some(now);
-        }
-        due
+        let now = self.now();
+        let last = self.last_beat.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= every.as_millis() as u64;
+        // Of callers racing, one sends.
+        due && self.last_beat.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// What the last heartbeat's answer said, for a heartbeat that is not sent.

@@ -8,10 +8,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::health::Health;
+use super::intake::Intake;
 use super::shutdown::Phase;
 use super::slots::Slot;
-use super::{Services, intake};
+use super::slots::Slots;
 use crate::client::ClientError;
+use crate::client::{ApiClient, RetryPolicy};
+use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::protocol::PollRequest;
 use crate::telemetry::{self, PollMetrics, PollResult};
@@ -25,7 +29,7 @@ use serde_json::value::RawValue;
 /// with this configuration (see [`StartupCheck`]); transient trouble is retried for
 /// ever, since the server may start after the worker.
 pub(super) async fn poll_loop(
-    services: Arc<Services>,
+    services: Arc<Polling>,
     worker: String,
     mut phase: watch::Receiver<Phase>,
 ) -> Result<(), WorkerError> {
@@ -65,9 +69,20 @@ pub(super) async fn poll_loop(
     Ok(())
 }
 
+/// What the poll loops use.
+pub(super) struct Polling {
+    pub(super) intake: Intake,
+    pub(super) slots: Arc<Slots>,
+    pub(super) health: Arc<Health>,
+    /// Polls go over the activities' pool, where what they claim runs.
+    pub(super) work: ApiClient,
+    pub(super) retry: RetryPolicy,
+    pub(super) config: WorkerConfig,
+}
+
 /// What one poll loop keeps between polls.
 struct Poller<'a> {
-    services: &'a Arc<Services>,
+    services: &'a Polling,
     worker: String,
     metrics: PollMetrics,
     outage: Outage,
@@ -79,7 +94,7 @@ struct Poller<'a> {
 }
 
 impl<'a> Poller<'a> {
-    fn new(services: &'a Arc<Services>, worker: String) -> Self {
+    fn new(services: &'a Polling, worker: String) -> Self {
         Self {
             services,
             metrics: PollMetrics::new(&worker),
@@ -198,7 +213,7 @@ impl StartupCheck {
 
 /// Starts what a poll claimed. A server sending more than asked is misbehaving (warned
 /// once per poller), but what it sent is claimed and must run.
-fn start_all(services: &Arc<Services>, items: Vec<Box<RawValue>>, mut permits: Vec<Slot>, warned: &mut bool) {
+fn start_all(services: &Polling, items: Vec<Box<RawValue>>, mut permits: Vec<Slot>, warned: &mut bool) {
     if items.len() > permits.len() && !std::mem::replace(warned, true) {
         tracing::warn!(
             asked = permits.len(),
@@ -207,7 +222,7 @@ fn start_all(services: &Arc<Services>, items: Vec<Box<RawValue>>, mut permits: V
         );
     }
     for item in items {
-        intake::admit(services, &item, permits.pop());
+        services.intake.admit(&item, permits.pop());
     }
 }
 

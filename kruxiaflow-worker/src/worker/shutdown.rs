@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Services;
+use super::in_flight::InFlight;
+use super::takeover::Takeovers;
+use crate::config::WorkerConfig;
 use crate::context::CancelReason;
 
 /// Where the worker is in its life.
@@ -116,24 +118,24 @@ async fn wait_for_signal() {
 /// whatever is still unsettled, gives the reports the flush timeout, and returns the
 /// activities whose reports could not be delivered.
 pub(super) async fn drain(
-    services: &Services,
+    (in_flight, takeovers): (&InFlight, &Arc<Takeovers>),
+    config: &WorkerConfig,
     mut phase: watch::Receiver<Phase>,
     drain_deadline: Instant,
 ) -> Vec<Uuid> {
-    let in_flight = services.in_flight.len();
-    if in_flight > 0 {
-        tracing::info!(in_flight, timeout = ?services.config.shutdown_timeout, "draining in-flight activities");
+    let running = in_flight.len();
+    if running > 0 {
+        tracing::info!(in_flight = running, timeout = ?config.shutdown_timeout, "draining in-flight activities");
     }
     tokio::select! {
-        () = settled(services) => return undelivered(services),
+        () = settled(in_flight, takeovers) => return undelivered(in_flight, takeovers),
         () = tokio::time::sleep_until(drain_deadline) => {}
         _ = phase.wait_for(|p| *p == Phase::Immediate) => {}
     }
-    let cancelled = services.in_flight.cancel_all(CancelReason::Shutdown);
+    let cancelled = in_flight.cancel_all(CancelReason::Shutdown);
     if cancelled > 0 {
         tracing::warn!(cancelled, "cancelling activities still running; they will be failed as WORKER_SHUTDOWN");
     }
-    let config = &services.config;
     let cancelled_at = Instant::now();
     let flush_deadline = cancelled_at + config.cancellation_grace + config.report_flush_timeout;
     // An attempt whose task runs settles within the grace. What is still unsettled a
@@ -141,32 +143,32 @@ pub(super) async fn drain(
     // blocking its thread), and a report both sides deliver is answered 409 once.
     let take_over_at = cancelled_at + config.cancellation_grace + TAKEOVER_MARGIN.min(config.report_flush_timeout / 4);
     tokio::select! {
-        () = settled(services) => return undelivered(services),
+        () = settled(in_flight, takeovers) => return undelivered(in_flight, takeovers),
         () = tokio::time::sleep_until(take_over_at) => {}
     }
-    for attempt in services.in_flight.all() {
-        services.takeovers.take_over(attempt, CancelReason::Shutdown, true);
+    for attempt in in_flight.all() {
+        takeovers.take_over(attempt, CancelReason::Shutdown, true);
     }
-    if tokio::time::timeout_at(flush_deadline, settled(services)).await.is_err() {
-        services.takeovers.give_up();
+    if tokio::time::timeout_at(flush_deadline, settled(in_flight, takeovers)).await.is_err() {
+        takeovers.give_up();
         // Giving up ends every delivery at once; this wait only lets the tasks unwind.
-        let _ = tokio::time::timeout(UNWIND, settled(services)).await;
+        let _ = tokio::time::timeout(UNWIND, settled(in_flight, takeovers)).await;
     }
-    undelivered(services)
+    undelivered(in_flight, takeovers)
 }
 
 /// Resolves once nothing more is to be sent or logged: every delivery made from this
 /// runtime ended, and every attempt ended but those a takeover settled while their
 /// handlers block their threads.
-async fn settled(services: &Services) {
-    services.takeovers.wait().await;
-    services.in_flight.all_ended().await;
-    services.takeovers.wait().await;
+async fn settled(in_flight: &InFlight, takeovers: &Takeovers) {
+    takeovers.wait().await;
+    in_flight.all_ended().await;
+    takeovers.wait().await;
 }
 
-fn undelivered(services: &Services) -> Vec<Uuid> {
-    let mut undelivered = services.takeovers.undelivered();
-    for id in services.in_flight.unsettled() {
+fn undelivered(in_flight: &InFlight, takeovers: &Takeovers) -> Vec<Uuid> {
+    let mut undelivered = takeovers.undelivered();
+    for id in in_flight.unsettled() {
         if !undelivered.contains(&id) {
             undelivered.push(id);
         }
