@@ -11,6 +11,9 @@
 // error response would only add noise to a test server.
 #![allow(clippy::result_large_err)]
 
+/// Loading the captured request/response pairs the fake is checked against: this
+/// repository's own tooling, not an API.
+#[doc(hidden)]
 pub mod conformance;
 pub mod fake;
 mod mock;

@@ -23,7 +23,7 @@ pub mod codes {
 }
 
 /// The storage provider of the built-in store.
-pub const PROVIDER: &str = "postgres";
+pub(crate) const PROVIDER: &str = "postgres";
 
 /// A file in workflow storage: `postgres://{workflow_id}/{activity_key}/{filename}`.
 ///
@@ -46,7 +46,8 @@ pub struct FileReference {
     pub workflow_id: Uuid,
     /// Owning activity key.
     pub activity_key: String,
-    /// File name, checked by [`check_filename`].
+    /// File name: up to 255 letters, digits, `_`, `.` or `-`, starting with a letter,
+    /// digit or `_` (no `/`, no `..`, nothing hidden or absolute).
     pub filename: String,
 }
 
@@ -97,16 +98,7 @@ impl FromStr for FileReference {
 
 /// `^[A-Za-z0-9_][A-Za-z0-9_.-]*$`, at most 255 bytes: no `/`, no `..` segment, no
 /// hidden or absolute names, nothing that can leave the directory it is joined to.
-///
-/// ```
-/// use kruxiaflow_worker::files::check_filename;
-///
-/// assert!(check_filename("report-2026.v2.pdf").is_ok());
-/// for bad in ["../x", "a/b", "/etc/passwd", "a\0b", "", ".hidden", "..", "a b"] {
-///     assert_eq!(check_filename(bad).unwrap_err().code(), "INVALID_FILENAME", "{bad:?}");
-/// }
-/// ```
-pub fn check_filename(filename: &str) -> Result<(), ActivityError> {
+pub(crate) fn check_filename(filename: &str) -> Result<(), ActivityError> {
     let mut bytes = filename.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
     let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -123,7 +115,7 @@ pub fn check_filename(filename: &str) -> Result<(), ActivityError> {
 
 /// The content type for `filename`, from its extension (`application/octet-stream`
 /// when unknown).
-pub fn guess_content_type(filename: &str) -> String {
+pub(crate) fn guess_content_type(filename: &str) -> String {
     mime_guess::from_path(filename).first_or_octet_stream().essence_str().to_owned()
 }
 
@@ -145,6 +137,14 @@ mod tests {
         ] {
             let error = bad.parse::<FileReference>().unwrap_err();
             assert_eq!(error.code(), codes::INVALID_FILE_REFERENCE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn filenames_that_could_leave_their_directory_are_refused() {
+        assert!(check_filename("report-2026.v2.pdf").is_ok());
+        for bad in ["../x", "a/b", "/etc/passwd", "a\0b", "", ".hidden", "..", "a b"] {
+            assert_eq!(check_filename(bad).unwrap_err().code(), codes::INVALID_FILENAME, "{bad:?}");
         }
     }
 

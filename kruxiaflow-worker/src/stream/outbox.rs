@@ -68,7 +68,7 @@ impl Outbox {
     }
 
     /// `bytes` taken earlier were sent (or given up on).
-    pub(super) fn settle(&self, bytes: usize) {
+    pub(super) fn count_done(&self, bytes: usize) {
         self.done.send_modify(|done| *done = done.saturating_add(bytes as u64));
     }
 
@@ -101,7 +101,7 @@ impl Outbox {
             queue.mode = mode;
         }
         let dropped = std::mem::take(&mut queue.pending).len();
-        self.settle(dropped);
+        self.count_done(dropped);
     }
 
     /// The sender is gone: nothing queued will ever be sent, so no flush may wait.
@@ -124,11 +124,11 @@ impl StreamSink for Outbox {
             Mode::Checking | Mode::Active => {
                 queue.overflowed = true;
                 drop(queue);
-                self.settle(text.len());
+                self.count_done(text.len());
                 self.give_up();
                 self.arrived.notify_one();
             }
-            Mode::Idle | Mode::GivenUp => self.settle(text.len()),
+            Mode::Idle | Mode::GivenUp => self.count_done(text.len()),
         }
     }
 
@@ -186,7 +186,7 @@ mod tests {
         assert!(!flushed.is_finished());
         let taken = outbox.take();
         outbox.send("later".into());
-        outbox.settle(taken.len());
+        outbox.count_done(taken.len());
         flushed.await.unwrap();
     }
 

@@ -233,7 +233,7 @@ impl Sender {
         let (transport, index) = (&self.transport, self.index);
         self.last_request = Some(Instant::now());
         let sent = with_retries(|| transport.token(&text, index)).await;
-        self.outbox.settle(text.len());
+        self.outbox.count_done(text.len());
         match sent {
             Ok(subscribers) => {
                 self.index += 1;

@@ -97,7 +97,7 @@ impl Attempt {
             }
             return;
         };
-        let Some((report, body)) = state.stage.settle(report, body) else {
+        let Some((report, body)) = state.stage.decide(report, body) else {
             tracing::debug!("the worker settled this attempt while its handler ran past its grace");
             return;
         };

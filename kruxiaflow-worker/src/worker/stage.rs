@@ -1,4 +1,4 @@
-//! Who settles an attempt. The attempt settles itself, on the activities' runtime; when
+//! Who decides an attempt's report. The attempt decides itself, on the activities' runtime; when
 //! its task cannot run — a handler blocking its thread past its deadline, or at the end
 //! of a shutdown — the worker's own runtime takes it over. Exactly one side decides the
 //! report, and the side that decided accounts for it.
@@ -17,7 +17,7 @@ pub(super) enum State {
     /// Its handler runs (or waits for a slot); nobody decided its report.
     Running = 0,
     /// The attempt decided its report and is delivering it.
-    Settled = 1,
+    Decided = 1,
     /// The worker's runtime took it over and decides or delivers its report.
     TakenOver = 2,
     /// The attempt itself ended: delivered, given up, or nothing to report.
@@ -31,14 +31,14 @@ pub(super) enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Event {
     /// The attempt decided its report.
-    Settle,
+    Decide,
     /// The attempt ends with nothing to report (its lease is lost).
     Abandon,
     /// The attempt delivered its report (or gave up on it).
     Delivered,
-    /// The worker's runtime takes the attempt over; with `include_settled`, also one
+    /// The worker's runtime takes the attempt over; with `include_decided`, also one
     /// that decided its report but may not have delivered it.
-    TakeOver { include_settled: bool },
+    TakeOver { include_decided: bool },
     /// The takeover is over: delivered, refused or given up.
     TakeoverEnded,
 }
@@ -49,11 +49,11 @@ impl State {
     pub(super) fn after(self, event: Event) -> Option<Self> {
         use {Event::*, State::*};
         match (self, event) {
-            (Running, Settle) => Some(Settled),
+            (Running, Decide) => Some(Decided),
             (Running, Abandon) => Some(Done),
-            (Settled, Delivered) => Some(Done),
+            (Decided, Delivered) => Some(Done),
             (Running, TakeOver { .. }) => Some(TakenOver),
-            (Settled, TakeOver { include_settled: true }) => Some(TakenOver),
+            (Decided, TakeOver { include_decided: true }) => Some(TakenOver),
             (TakenOver, TakeoverEnded) => Some(LeftBehind),
             _ => None,
         }
@@ -62,7 +62,7 @@ impl State {
     fn from_u8(value: u8) -> Self {
         match value {
             0 => Self::Running,
-            1 => Self::Settled,
+            1 => Self::Decided,
             2 => Self::TakenOver,
             3 => Self::Done,
             _ => Self::LeftBehind,
@@ -82,10 +82,10 @@ pub(super) struct Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Taken {
     /// The handler never returned: the takeover decides the report.
-    Unsettled,
+    Undecided,
     /// The attempt decided its report ([`Stage::decided`]) but may not have delivered
     /// it: the takeover delivers it too (a second delivery is answered 409).
-    Settled,
+    Decided,
 }
 
 impl Stage {
@@ -111,13 +111,13 @@ impl Stage {
 
     /// The attempt decided `report`: returns it to deliver, or `None` when the attempt
     /// was taken over meanwhile (and must not report).
-    pub(super) fn settle(&self, report: Report, body: Bytes) -> Option<(&Report, Bytes)> {
+    pub(super) fn decide(&self, report: Report, body: Bytes) -> Option<(&Report, Bytes)> {
         if self.state() != State::Running {
             return None;
         }
         // Only the attempt sets it, once, before it may say it settled.
         let (report, body) = self.report.get_or_init(|| (report, body));
-        self.apply(Event::Settle).map(|_| (report, body.clone()))
+        self.apply(Event::Decide).map(|_| (report, body.clone()))
     }
 
     /// The attempt ends with nothing to report (its lease is lost): `false` when it was
@@ -132,12 +132,12 @@ impl Stage {
         self.apply(Event::Delivered).is_some()
     }
 
-    /// Takes the attempt over, unless it is done or already taken over. `include_settled`
+    /// Takes the attempt over, unless it is done or already taken over. `include_decided`
     /// also takes over an attempt that decided its report but has not delivered it.
-    pub(super) fn take_over(&self, include_settled: bool) -> Option<Taken> {
-        match self.apply(Event::TakeOver { include_settled })? {
-            State::Running => Some(Taken::Unsettled),
-            _ => Some(Taken::Settled),
+    pub(super) fn take_over(&self, include_decided: bool) -> Option<Taken> {
+        match self.apply(Event::TakeOver { include_decided })? {
+            State::Running => Some(Taken::Undecided),
+            _ => Some(Taken::Decided),
         }
     }
 
@@ -183,23 +183,23 @@ mod tests {
     #[test]
     fn every_transition_of_the_stage() {
         use {Event::*, State::*};
-        let states = [Running, Settled, TakenOver, Done, LeftBehind];
+        let states = [Running, Decided, TakenOver, Done, LeftBehind];
         let events = [
-            Settle,
+            Decide,
             Abandon,
             Delivered,
-            TakeOver { include_settled: false },
-            TakeOver { include_settled: true },
+            TakeOver { include_decided: false },
+            TakeOver { include_decided: true },
             TakeoverEnded,
         ];
         // (from, event) → to, for every pair that can happen; every other pair cannot.
         let allowed = [
-            (Running, Settle, Settled),
+            (Running, Decide, Decided),
             (Running, Abandon, Done),
-            (Running, TakeOver { include_settled: false }, TakenOver),
-            (Running, TakeOver { include_settled: true }, TakenOver),
-            (Settled, Delivered, Done),
-            (Settled, TakeOver { include_settled: true }, TakenOver),
+            (Running, TakeOver { include_decided: false }, TakenOver),
+            (Running, TakeOver { include_decided: true }, TakenOver),
+            (Decided, Delivered, Done),
+            (Decided, TakeOver { include_decided: true }, TakenOver),
             (TakenOver, TakeoverEnded, LeftBehind),
         ];
         for from in states {
@@ -217,9 +217,9 @@ mod tests {
     fn an_attempt_that_settles_first_keeps_its_report_and_a_takeover_finds_it() {
         let stage = Stage::new();
         let (r, b) = report();
-        assert!(stage.settle(r, b.clone()).is_some());
+        assert!(stage.decide(r, b.clone()).is_some());
         assert!(stage.take_over(false).is_none(), "a settled attempt is not taken over as unsettled");
-        assert_eq!(stage.take_over(true), Some(Taken::Settled));
+        assert_eq!(stage.take_over(true), Some(Taken::Decided));
         let (taken, body) = stage.decided().unwrap();
         assert_eq!((taken.endpoint(), body), ("complete", b));
         assert!(!stage.delivered(), "the takeover accounts for the report");
@@ -231,10 +231,10 @@ mod tests {
     #[test]
     fn an_attempt_taken_over_before_it_settles_reports_nothing() {
         let stage = Stage::new();
-        assert_eq!(stage.take_over(false), Some(Taken::Unsettled));
+        assert_eq!(stage.take_over(false), Some(Taken::Undecided));
         assert!(stage.take_over(true).is_none(), "taken over once");
         let (r, b) = report();
-        assert!(stage.settle(r, b).is_none());
+        assert!(stage.decide(r, b).is_none());
         assert!(!stage.abandon());
         assert!(!stage.delivered());
     }
@@ -243,7 +243,7 @@ mod tests {
     fn a_done_attempt_is_never_taken_over() {
         let stage = Stage::new();
         let (r, b) = report();
-        assert!(stage.settle(r, b).is_some());
+        assert!(stage.decide(r, b).is_some());
         assert!(stage.delivered());
         assert!(stage.is_done());
         assert!(stage.take_over(true).is_none());

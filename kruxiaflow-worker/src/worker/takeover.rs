@@ -50,15 +50,15 @@ impl Takeovers {
 
     /// Takes `attempt` over unless it is done: a handler that has not returned is
     /// cancelled with `reason` (unless cancelled already) and settled as aborted; with
-    /// `include_settled`, a report decided but perhaps not delivered is delivered from
+    /// `include_decided`, a report decided but perhaps not delivered is delivered from
     /// here too.
-    pub(super) fn take_over(self: &Arc<Self>, attempt: Overdue, reason: CancelReason, include_settled: bool) {
+    pub(super) fn take_over(self: &Arc<Self>, attempt: Overdue, reason: CancelReason, include_decided: bool) {
         let Overdue { ctx, state, timeout } = attempt;
-        let Some(taken) = state.stage.take_over(include_settled) else { return };
+        let Some(taken) = state.stage.take_over(include_decided) else { return };
         let span = conclude::activity_span(ctx.info());
         let decided = match taken {
-            Taken::Settled => None,
-            Taken::Unsettled => {
+            Taken::Decided => None,
+            Taken::Undecided => {
                 ctx.cancel(reason);
                 let cancelled = ctx.cancel_reason();
                 span.in_scope(|| {
