@@ -40,7 +40,8 @@ pub(super) async fn deliver<'r>(
     body: Bytes,
 ) -> Option<Cow<'r, Report>> {
     if let Some(stream) = &state.stream {
-        reporter.unless_given_up(stream.end(Some(report.stream_end()))).await;
+        // Boxed: only streaming attempts pay for this future's size.
+        reporter.unless_given_up(Box::pin(stream.end(Some(report.stream_end())))).await;
     }
     reporter.deliver(ctx.activity_id(), report, body, Some(&state.lease)).await
 }
