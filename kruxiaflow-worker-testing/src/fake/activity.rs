@@ -239,8 +239,6 @@ pub enum RetryStrategy {
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Status {
-    /// Waiting for a signal.
-    Waiting,
     /// Claimable once `scheduled_for` has passed.
     Pending,
     /// Claimed by a worker.

@@ -91,11 +91,6 @@ impl Endpoint {
         (endpoint, id)
     }
 
-    /// The route pattern of a worker endpoint, from [`ROUTES`].
-    pub(crate) fn route(self) -> &'static str {
-        ROUTES.iter().find(|(_, _, endpoint)| *endpoint == self).map_or("/", |(route, ..)| route)
-    }
-
     /// Needs a bearer token (outside dev mode) and answers 503 during shutdown.
     pub fn is_protected(self) -> bool {
         !matches!(self, Self::Token | Self::Public | Self::Admin | Self::Unknown | Self::Subscribe)

@@ -33,24 +33,28 @@ pub(crate) async fn gate(
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (mut request, body) = match capture_json(endpoint, request).await {
+    let (request, body) = match capture_json(endpoint, request).await {
         Ok(captured) => captured,
         Err(rejection) => return rejection,
     };
-    let extra = tooling.faults.over_delivery();
-    if endpoint == Endpoint::Poll && extra > 0 {
-        request.extensions_mut().insert(OverDelivery(extra));
-    }
     if let Some(latency) = tooling.faults.latency(endpoint) {
         tokio::time::sleep(latency).await;
     }
     let mut fault = None;
-    let (response, claimed) = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
+    let (response, mut claimed) = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
         (refused, Vec::new())
     } else {
         fault =
             if endpoint.is_protected() || endpoint == Endpoint::Token { tooling.faults.next(endpoint) } else { None };
         apply(fault, endpoint, request, next).await
+    };
+    let extra = tooling.faults.over_delivery();
+    let response = if endpoint == Endpoint::Poll && extra > 0 {
+        let (response, more) = over_deliver(&state, body.as_ref(), extra, response).await;
+        claimed.extend(more);
+        response
+    } else {
+        response
     };
     let response = match endpoint {
         Endpoint::Poll => with_raw_poll_item(&tooling, response).await,
@@ -65,13 +69,14 @@ pub(crate) async fn gate(
     } else {
         response.status().as_u16()
     };
-    tooling.log.push(RequestRecord {
-        seq: 0,
+    let worker_id = body.as_ref().and_then(|b| b.get("worker_id")).and_then(Value::as_str).map(str::to_owned);
+    tooling.log.push(|seq| RequestRecord {
+        seq,
         method,
         path,
         endpoint,
         activity_id,
-        worker_id: body.as_ref().and_then(|b| b.get("worker_id")).and_then(Value::as_str).map(str::to_owned),
+        worker_id,
         body,
         status,
         fault,
@@ -81,10 +86,34 @@ pub(crate) async fn gate(
     response
 }
 
-/// Given to the poll handler when `server.faults().set_over_delivery` is set: how many
-/// activities to claim beyond `max_activities`, as a misbehaving server would.
-#[derive(Clone, Copy)]
-pub(crate) struct OverDelivery(pub(crate) u32);
+/// Claims `extra` more activities for the poller of a poll answered 200 (`body` its
+/// request) and adds them to the answer, as a misbehaving server handing out more than
+/// asked for would; returns their ids too.
+async fn over_deliver(
+    state: &ServerState,
+    body: Option<&Value>,
+    extra: u32,
+    response: Response,
+) -> (Response, Vec<uuid::Uuid>) {
+    let poller = body.and_then(|b| Some((b.get("worker")?.as_str()?, b.get("worker_id")?.as_str()?)));
+    let Some((worker, worker_id)) = poller.filter(|_| response.status() == StatusCode::OK) else {
+        return (response, Vec::new());
+    };
+    let (mut parts, answer) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(answer, usize::MAX).await else { return (dropped_connection(), Vec::new()) };
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return (Response::from_parts(parts, Body::from(bytes)), Vec::new());
+    };
+    let now = state.clock.now();
+    let more = state.with_queue(|q| q.poll(worker, worker_id, extra as usize, now));
+    let ids = more.iter().filter_map(|item| item["activity_id"].as_str()?.parse().ok()).collect();
+    if let Some(activities) = answer["activities"].as_array_mut() {
+        activities.extend(more);
+        answer["count"] = Value::from(activities.len());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    (Response::from_parts(parts, Body::from(answer.to_string())), ids)
+}
 
 /// Runs the handler; for a poll answered 200, also reads which activities its answer
 /// claimed (logged even when a fault then loses the answer).

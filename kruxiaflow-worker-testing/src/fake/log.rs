@@ -44,10 +44,11 @@ pub(crate) struct RequestLog {
 }
 
 impl RequestLog {
-    pub(crate) fn push(&self, mut record: RequestRecord) {
+    /// Appends the record `record` makes for its position in the log.
+    pub(crate) fn push(&self, record: impl FnOnce(u64) -> RequestRecord) {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        record.seq = records.len() as u64;
-        records.push(record);
+        let seq = records.len() as u64;
+        records.push(record(seq));
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RequestRecord> {

@@ -116,6 +116,15 @@ pub(crate) struct Queue {
     pub(crate) default_max_retries: u32,
 }
 
+/// What a worker's `/fail` report says, before the queue numbers the attempt.
+pub(crate) struct FailureReport {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) retryable: bool,
+    pub(crate) cost_usd: Option<Decimal>,
+    pub(crate) usage: Vec<Usage>,
+}
+
 impl Queue {
     pub(crate) fn new(default_max_retries: u32) -> Self {
         Self { default_max_retries, ..Self::default() }
@@ -290,20 +299,29 @@ impl Queue {
         Ok(())
     }
 
-    /// Records a failure; returns `will_retry`.
+    /// Records a failure `worker_id` reported; returns `will_retry`.
     pub(crate) fn fail(
         &mut self,
         id: Uuid,
         worker_id: &str,
-        mut failure: Failure,
+        reported: FailureReport,
         now: Instant,
     ) -> Result<bool, Refusal> {
         let row = self.check_settle(id, worker_id)?;
         if row.status != Status::Running {
             return Err(Refusal::AlreadyCompleted);
         }
+        let FailureReport { code, message, retryable, cost_usd, usage } = reported;
+        let failure = Failure {
+            code,
+            message,
+            retryable,
+            attempts: row.claims,
+            worker_id: Some(worker_id.to_owned()),
+            cost_usd,
+            usage,
+        };
         let will_retry = failure.retryable && row.retry_count < row.max_retries;
-        failure.attempts = row.claims;
         let delay = row.new.backoff(row.retry_count + 1);
         if will_retry {
             let row = self.rows.get_mut(&id).expect("row exists");

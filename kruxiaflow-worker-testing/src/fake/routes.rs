@@ -1,13 +1,15 @@
 //! The API endpoints, with the real server's validation rules and answers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
@@ -15,10 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::activity::Failure;
-use super::endpoint::{Endpoint, SUBSCRIBE_BY_KEY};
+use super::endpoint::{Endpoint, ROUTES, SUBSCRIBE_BY_KEY};
 use super::envelope::{self, FieldErrors};
 use super::files::{StoredFile, now_rfc3339};
+use super::queue::FailureReport;
 use super::state::ServerState;
 use super::tooling::Tooling;
 use super::usage::Usage;
@@ -26,28 +28,47 @@ use super::{admin, gate, subscribers, token};
 
 type Answer = Result<Response, Response>;
 
+/// The API's routes, built from [`ROUTES`]: a path's endpoints merged by method.
 pub(crate) fn router(state: Arc<ServerState>, tooling: Arc<Tooling>) -> Router {
-    use Endpoint::*;
-    let files = get(download).post(upload);
-    Router::new()
-        .route(Token.route(), post(token::issue))
-        .route(Poll.route(), post(poll))
-        .route(Heartbeat.route(), post(heartbeat))
-        .route(Complete.route(), post(complete))
-        .route(Fail.route(), post(fail))
-        .route(StreamSubscribers.route(), get(stream_subscribers))
-        .route(StreamToken.route(), post(stream_token))
-        .route(StreamComplete.route(), post(stream_complete))
-        .route(StreamError.route(), post(stream_error))
-        .route(Subscribe.route(), get(subscribers::by_activity_id))
-        .route(SUBSCRIBE_BY_KEY, get(subscribers::by_activity_key))
-        .route(FileDownload.route(), files)
-        .route(Public.route(), get(health))
-        .merge(admin::router(Arc::clone(&tooling)))
+    let mut paths: BTreeMap<&str, MethodRouter<Arc<ServerState>>> = BTreeMap::new();
+    for (path, method, endpoint) in ROUTES {
+        let routed = routed(path, method, *endpoint);
+        let merged = match paths.remove(path) {
+            Some(earlier) => earlier.merge(routed),
+            None => routed,
+        };
+        paths.insert(path, merged);
+    }
+    let api = paths.into_iter().fold(Router::new(), |router, (path, routed)| router.route(path, routed));
+    api.merge(admin::router(Arc::clone(&tooling)))
         .fallback(|| async { envelope::route_not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(gate::JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state((Arc::clone(&state), tooling), gate::gate))
         .with_state(state)
+}
+
+/// `endpoint` at `path`, for requests with `method`.
+fn routed(path: &str, method: &Method, endpoint: Endpoint) -> MethodRouter<Arc<ServerState>> {
+    use Endpoint::*;
+    let filter = if *method == Method::GET { MethodFilter::GET } else { MethodFilter::POST };
+    match endpoint {
+        Token => on(filter, token::issue),
+        Poll => on(filter, poll),
+        Heartbeat => on(filter, heartbeat),
+        Complete => on(filter, complete),
+        Fail => on(filter, fail),
+        StreamSubscribers => on(filter, stream_subscribers),
+        StreamToken => on(filter, stream_token),
+        StreamComplete => on(filter, stream_complete),
+        StreamError => on(filter, stream_error),
+        Subscribe if path == SUBSCRIBE_BY_KEY => on(filter, subscribers::by_activity_key),
+        Subscribe => on(filter, subscribers::by_activity_id),
+        FileDownload => on(filter, download),
+        FileUpload => on(filter, upload),
+        Public => on(filter, health),
+        // Not routes of the API: no entry of ROUTES names them.
+        Admin | Unknown | Any => on(filter, || async { envelope::route_not_found() }),
+    }
 }
 
 /// Keeps an explicit `null` apart from a missing key (which stays a plain-text 422).
@@ -67,11 +88,7 @@ struct PollBody {
     max_activities: u32,
 }
 
-async fn poll(
-    State(state): State<Arc<ServerState>>,
-    over_delivery: Option<Extension<gate::OverDelivery>>,
-    Json(body): Json<PollBody>,
-) -> Answer {
+async fn poll(State(state): State<Arc<ServerState>>, Json(body): Json<PollBody>) -> Answer {
     let mut errors = FieldErrors::default();
     if body.worker.is_empty() {
         errors.add("worker", "Worker type cannot be empty");
@@ -86,11 +103,7 @@ async fn poll(
     }
     errors.into_result()?;
     let now = state.clock.now();
-    // A misbehaving server may hand out more than asked for: the gate says how many
-    // more when `server.faults().set_over_delivery` is set.
-    let extra = over_delivery.map_or(0, |Extension(gate::OverDelivery(extra))| extra);
-    let claim = body.max_activities as usize + extra as usize;
-    let items = state.with_queue(|q| q.poll(&body.worker, &body.worker_id, claim, now));
+    let items = state.with_queue(|q| q.poll(&body.worker, &body.worker_id, body.max_activities as usize, now));
     let count = items.len();
     Ok(Json(json!({"activities": items, "count": count})).into_response())
 }
@@ -190,12 +203,10 @@ async fn fail(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>, Json(
     validate_spend(&mut errors, body.cost_usd, &usage);
     errors.into_result()?;
     let warnings = usage_warnings(&state, &usage);
-    let failure = Failure {
+    let failure = FailureReport {
         code: body.error.code,
         message: body.error.message,
         retryable: body.error.retryable,
-        attempts: 0,
-        worker_id: Some(body.worker_id.clone()),
         cost_usd: body.cost_usd,
         usage,
     };
