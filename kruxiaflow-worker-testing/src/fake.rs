@@ -327,7 +327,7 @@ impl FakeServer {
 
     /// While `true`, protected routes answer the graceful-shutdown 503.
     pub fn set_shutting_down(&self, shutting_down: bool) {
-        self.state.shutting_down.store(shutting_down, std::sync::atomic::Ordering::Relaxed);
+        self.tooling.shutting_down.store(shutting_down, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Expires every issued token now (leeway ignored): the next call gets 401.
@@ -376,7 +376,7 @@ impl FakeServer {
     /// WebSocket subscribers actually connected to
     /// `/api/v1/activities/{id}/ws`. `ws/complete` and `ws/error` reset it to 0.
     pub fn set_stream_subscribers(&self, id: Uuid, subscribers: u32) {
-        self.state.streams().entry(id).or_default().subscribers = subscribers;
+        self.tooling.pretend(id, subscribers);
     }
 
     /// What was streamed for an activity.

@@ -41,7 +41,7 @@ pub(crate) async fn gate(
         tokio::time::sleep(latency).await;
     }
     let mut fault = None;
-    let (response, mut claimed) = if let Err(refused) = admit(&state, endpoint, authorization.as_deref()) {
+    let (response, mut claimed) = if let Err(refused) = admit((&state, &tooling), endpoint, authorization.as_deref()) {
         (refused, Vec::new())
     } else {
         fault =
@@ -58,6 +58,16 @@ pub(crate) async fn gate(
     };
     let response = match endpoint {
         Endpoint::Poll => with_raw_poll_item(&tooling, response).await,
+        Endpoint::StreamSubscribers | Endpoint::StreamToken => {
+            with_pretended_subscribers(&tooling, activity_id, response).await
+        }
+        // The stream ended: its subscribers, pretended ones included, are gone.
+        Endpoint::StreamComplete | Endpoint::StreamError if response.status() == StatusCode::OK => {
+            if let Some(id) = activity_id {
+                tooling.pretend(id, 0);
+            }
+            response
+        }
         _ => response,
     };
     let response = match tooling.faults.bandwidth(endpoint) {
@@ -149,12 +159,16 @@ fn claimed_ids(answer: &[u8]) -> Vec<uuid::Uuid> {
 }
 
 /// Authentication runs before the shutdown check, as on the real server.
-fn admit(state: &ServerState, endpoint: Endpoint, authorization: Option<&str>) -> Result<(), Response> {
+fn admit(
+    (state, tooling): (&ServerState, &Tooling),
+    endpoint: Endpoint,
+    authorization: Option<&str>,
+) -> Result<(), Response> {
     if !endpoint.is_protected() {
         return Ok(());
     }
     state.tokens.check(authorization, &state.clock).map_err(|e| envelope::unauthorized(e.message()))?;
-    if state.is_shutting_down() {
+    if tooling.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(envelope::shutting_down());
     }
     Ok(())
@@ -217,6 +231,27 @@ async fn with_raw_poll_item(tooling: &Tooling, response: Response) -> Response {
     let spliced = format!("{}{separator}{item}{}", &text[..end], &text[end..]);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(spliced))
+}
+
+/// Adds the subscribers a test pretends watch the activity to the count of a
+/// `ws/subscribers` (`count`) or `ws/token` (`subscribers`) answer.
+async fn with_pretended_subscribers(tooling: &Tooling, id: Option<uuid::Uuid>, response: Response) -> Response {
+    let pretended = id.map_or(0, |id| tooling.pretended(id));
+    if pretended == 0 || response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else { return dropped_connection() };
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    for field in ["count", "subscribers"] {
+        if let Some(counted) = answer.get(field).and_then(Value::as_u64) {
+            answer[field] = Value::from(counted + u64::from(pretended));
+        }
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(answer.to_string()))
 }
 
 /// Sends the body at `bytes_per_second`, in tenths of a second.

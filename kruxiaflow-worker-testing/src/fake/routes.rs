@@ -306,8 +306,7 @@ async fn upload(
 }
 
 async fn stream_subscribers(State(state): State<Arc<ServerState>>, Path(id): Path<Uuid>) -> Response {
-    let pretended = state.streams().get(&id).map_or(0, |s| s.subscribers);
-    Json(json!({"count": pretended + state.hub.open(id)})).into_response()
+    Json(json!({"count": state.hub.open(id)})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -325,7 +324,7 @@ async fn stream_token(
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.tokens.push((body.index, body.text));
-    Json(json!({"subscribers": stream.subscribers + delivered})).into_response()
+    Json(json!({"subscribers": delivered})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -342,7 +341,6 @@ async fn stream_complete(
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.completed = Some(body.result);
-    stream.subscribers = 0;
     StatusCode::OK
 }
 
@@ -360,7 +358,6 @@ async fn stream_error(
     let mut streams = state.streams();
     let stream = streams.entry(id).or_default();
     stream.error = Some(body.error);
-    stream.subscribers = 0;
     StatusCode::OK
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -20,9 +19,6 @@ use super::subscribers::Hub;
 /// What a worker streamed for one activity through the `ws/*` endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StreamRecord {
-    /// Subscribers the test pretends are connected (`FakeServer::set_stream_subscribers`),
-    /// counted on top of the WebSocket subscribers actually connected.
-    pub subscribers: u32,
     /// `(index, text)` of every token increment, in arrival order.
     pub tokens: Vec<(u32, String)>,
     /// `result` of `ws/complete`, if sent.
@@ -39,7 +35,6 @@ pub(crate) struct ServerState {
     pub(crate) streams: Mutex<HashMap<Uuid, StreamRecord>>,
     pub(crate) hub: Hub,
     pub(crate) unknown_models: HashSet<String>,
-    pub(crate) shutting_down: AtomicBool,
     changes: watch::Sender<u64>,
 }
 
@@ -53,7 +48,6 @@ impl ServerState {
             streams: Mutex::new(HashMap::new()),
             hub: Hub::default(),
             unknown_models,
-            shutting_down: AtomicBool::new(false),
             changes: watch::channel(0).0,
         }
     }
@@ -72,10 +66,6 @@ impl ServerState {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
     }
 
     pub(crate) fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, StreamRecord>> {

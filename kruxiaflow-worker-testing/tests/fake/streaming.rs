@@ -49,7 +49,8 @@ async fn complete_and_error_answer_200_with_an_empty_body_and_close_the_subscrib
     let reply = api.post(&format!("/api/v1/activities/{done}/ws/complete"), json!({"result": {"text": "Hello"}})).await;
     assert_eq!((reply.status, reply.text.as_str()), (200, ""));
     assert_eq!(server.stream(done).completed, Some(json!({"text": "Hello"})));
-    assert_eq!(server.stream(done).subscribers, 0);
+    let count = api.get(&format!("/api/v1/activities/{done}/ws/subscribers")).await;
+    assert_eq!(count.json(), &json!({"count": 0}), "the pretended subscriber left with the end");
     let reply =
         api.post(&format!("/api/v1/activities/{broken}/ws/error"), json!({"error": "rate limit exceeded"})).await;
     assert_eq!((reply.status, reply.text.as_str()), (200, ""));
