@@ -252,9 +252,13 @@ impl ActivityContext {
         &self.inner.logger
     }
 
-    /// Renews the lease now. The worker already heartbeats every running activity on
-    /// its own, so this is only a progress signal. A lost lease cancels the attempt
-    /// and returns a `LEASE_LOST` error: stop, nothing of this attempt is reported.
+    /// Renews the lease. The worker already heartbeats every running activity on its
+    /// own, so this is only a progress signal, and it costs the server at most one
+    /// request per heartbeat interval: the first call goes out at once, later calls
+    /// within the interval (the worker's own heartbeats counting) answer at once with
+    /// what the last heartbeat learnt, so calling it for every item of a loop is fine.
+    /// A lost lease cancels the attempt and returns a `LEASE_LOST` error: stop, nothing
+    /// of this attempt is reported.
     pub async fn heartbeat(&self) -> Result<(), ActivityError> {
         match self.inner.backend.heartbeat().await {
             Ok(()) => Ok(()),
