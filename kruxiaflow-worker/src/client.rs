@@ -126,7 +126,7 @@ impl ApiClient {
     /// stream owns its retries).
     pub(crate) async fn stream_subscribers(&self, activity_id: Uuid, timeout: Duration) -> Result<u32, ClientError> {
         let url = self.activity_url(activity_id, &["ws", "subscribers"]);
-        let request = Request { method: Method::GET, url: &url, body: &Payload::Empty, timeout: Some(timeout) };
+        let request = Request::stream(Method::GET, &url, &Payload::Empty, timeout);
         let response = self.send_authenticated(&request).await?;
         decode::<SubscriberCount>(url.as_str(), response).await.map(|answer| answer.count)
     }
@@ -139,8 +139,8 @@ impl ApiClient {
         timeout: Duration,
     ) -> Result<u32, ClientError> {
         let url = self.activity_url(activity_id, &["ws", "token"]);
-        let request =
-            Request { method: Method::POST, url: &url, body: &Payload::Json(encode(&token)), timeout: Some(timeout) };
+        let body = Payload::Json(encode(&token));
+        let request = Request::stream(Method::POST, &url, &body, timeout);
         let response = self.send_authenticated(&request).await?;
         decode::<TokenDelivered>(url.as_str(), response).await.map(|answer| answer.subscribers)
     }
@@ -174,7 +174,8 @@ impl ApiClient {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         let url = self.activity_url(activity_id, &["ws", endpoint]);
-        let request = Request { method: Method::POST, url: &url, body: &Payload::Json(body), timeout: Some(timeout) };
+        let body = Payload::Json(body);
+        let request = Request::stream(Method::POST, &url, &body, timeout);
         self.send_authenticated(&request).await.map(drop)
     }
 
@@ -204,7 +205,13 @@ impl ApiClient {
     }
 
     async fn post_json<R: DeserializeOwned>(&self, url: &Url, body: Bytes) -> Result<R, ClientError> {
-        let request = Request { method: Method::POST, url, body: &Payload::Json(body), timeout: Some(self.timeout) };
+        let request = Request {
+            method: Method::POST,
+            url,
+            body: &Payload::Json(body),
+            timeout: Some(self.timeout),
+            streaming: false,
+        };
         let response = self.send_authenticated(&request).await?;
         decode(url.as_str(), response).await
     }
@@ -226,8 +233,7 @@ impl ApiClient {
             Err(error) if error.verdict() == Some(401) => error,
             answered => return answered,
         };
-        let streaming = request.url.path().contains("/ws/");
-        let token = auth.after_refusal(&token, streaming).await.map_err(|error| match error {
+        let token = auth.after_refusal(&token, request.streaming).await.map_err(|error| match error {
             ClientError::Unauthorized(reason) => {
                 ClientError::Unauthorized(format!("{} ({reason})", refused.server_message()))
             }
@@ -286,6 +292,15 @@ struct Request<'a> {
     body: &'a Payload<'a>,
     /// Total limit; `None` for file transfers, which are watched for stalls instead.
     timeout: Option<Duration>,
+    /// To a `ws/*` endpoint: its 401 for a token accepted elsewhere refreshes nothing.
+    streaming: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A request to a streaming (`ws/*`) endpoint, limited to `timeout`.
+    fn stream(method: Method, url: &'a Url, body: &'a Payload<'a>, timeout: Duration) -> Self {
+        Self { method, url, body, timeout: Some(timeout), streaming: true }
+    }
 }
 
 /// Path segments keep unreserved characters and percent-encode everything else.

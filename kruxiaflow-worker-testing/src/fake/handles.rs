@@ -95,6 +95,13 @@ impl<'a> Log<'a> {
         self.all().into_iter().filter(|r| r.endpoint == endpoint).collect()
     }
 
+    /// The reports (`/complete` and `/fail` requests) sent for activity `id`, in order,
+    /// whatever the server answered them.
+    pub fn reports(&self, id: Uuid) -> Vec<RequestRecord> {
+        let is_report = |r: &RequestRecord| matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail);
+        self.all().into_iter().filter(|r| r.activity_id == Some(id) && is_report(r)).collect()
+    }
+
     /// Empties the log.
     pub fn clear(&self) {
         self.tooling.log.clear();

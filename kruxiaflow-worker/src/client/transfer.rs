@@ -47,7 +47,7 @@ impl Progress {
 pub(super) async fn download(client: &ApiClient, url: &Url, dest: &Path) -> Result<u64, ClientError> {
     let progress = Progress::default();
     let transfer = async {
-        let request = Request { method: Method::GET, url, body: &Payload::Empty, timeout: None };
+        let request = Request { method: Method::GET, url, body: &Payload::Empty, timeout: None, streaming: false };
         let response = client.send_authenticated(&request).await?;
         let expected = response.content_length();
         let mut out = tokio::fs::File::create(dest).await.map_err(|e| ClientError::local(dest, &e))?;
@@ -81,7 +81,7 @@ pub(super) async fn upload(
     let counter = Arc::clone(&progress);
     let transfer = async move {
         let payload = Payload::File { path: source, content_type, progress: counter };
-        let request = Request { method: Method::POST, url, body: &payload, timeout: None };
+        let request = Request { method: Method::POST, url, body: &payload, timeout: None, streaming: false };
         let response = client.send_authenticated(&request).await?;
         decode(url.as_str(), response).await
     };

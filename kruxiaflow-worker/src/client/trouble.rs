@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::ClientError;
@@ -12,6 +13,8 @@ use super::ClientError;
 #[derive(Default)]
 pub(crate) struct Trouble {
     endpoints: Mutex<HashMap<&'static str, Run>>,
+    /// Some endpoint is in a run of failures: only then does a success take the lock.
+    any: AtomicBool,
 }
 
 /// A run of failures of one endpoint.
@@ -27,6 +30,7 @@ impl Trouble {
             let mut endpoints = self.lock();
             let run = endpoints.entry(endpoint).or_insert(Run { since: Instant::now(), failures: 0 });
             run.failures += 1;
+            self.any.store(true, Ordering::Release);
             run.failures == 1
         };
         if first {
@@ -38,8 +42,17 @@ impl Trouble {
 
     /// A request to `endpoint` got through.
     pub(crate) fn succeeded(&self, endpoint: &'static str) {
-        // Most requests find no trouble: one uncontended lock and a lookup.
-        let Some(run) = self.lock().remove(endpoint) else { return };
+        // Most requests find no trouble: one atomic load on the hot path.
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let run = {
+            let mut endpoints = self.lock();
+            let run = endpoints.remove(endpoint);
+            self.any.store(!endpoints.is_empty(), Ordering::Release);
+            run
+        };
+        let Some(run) = run else { return };
         tracing::info!(
             failures = run.failures,
             "{endpoint} requests succeed again after {:.1}s",

@@ -182,12 +182,7 @@ async fn a_heartbeat_409_stops_the_handler_and_nothing_is_reported() {
 
     let heartbeats = server.log().to(Endpoint::Heartbeat);
     assert_eq!(heartbeats.last().unwrap().status, 409);
-    let reports: Vec<_> = server
-        .log()
-        .all()
-        .into_iter()
-        .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
-        .collect();
+    let reports = server.log().reports(id);
     assert!(reports.is_empty(), "nothing may be reported after losing the lease: {reports:?}");
 }
 

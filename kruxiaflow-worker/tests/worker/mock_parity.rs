@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kruxiaflow_worker::CancelReason;
 use kruxiaflow_worker::prelude::*;
-use kruxiaflow_worker_testing::{Endpoint, FakeServer, MockContext, NewActivity, RetrySettings};
+use kruxiaflow_worker_testing::{FakeServer, MockContext, NewActivity, RetrySettings};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -54,12 +54,7 @@ async fn the_mocks_report_is_what_the_worker_sends_for_every_case() {
     worker.stop().await.unwrap();
 
     for (case, id) in cases.iter().zip(ids) {
-        let sent: Vec<_> = server
-            .log()
-            .all()
-            .into_iter()
-            .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
-            .collect();
+        let sent = server.log().reports(id);
         assert_eq!(sent.len(), 1, "{case}");
         let mock = MockContext::builder("rust", "cases").worker_id(&config.worker_id).build();
         let outcome = mock.run(&Cases, json!({"case": case})).await;
@@ -110,12 +105,7 @@ impl Activity for Waits {
 
 /// What the worker sent for `id`: `(endpoint, body)`, or `None`.
 fn sent(server: &FakeServer, id: uuid::Uuid) -> Option<(String, Value)> {
-    let reports: Vec<_> = server
-        .log()
-        .all()
-        .into_iter()
-        .filter(|r| r.activity_id == Some(id) && matches!(r.endpoint, Endpoint::Complete | Endpoint::Fail))
-        .collect();
+    let reports = server.log().reports(id);
     assert!(reports.len() <= 1, "{reports:?}");
     reports.first().map(|r| (r.path.rsplit('/').next().unwrap().to_owned(), r.body.clone().unwrap()))
 }
