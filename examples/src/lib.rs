@@ -22,6 +22,7 @@ pub mod complete;
 pub mod config;
 pub mod context;
 pub mod decorators;
+pub mod durable;
 pub mod files;
 pub mod guide;
 pub mod llm_chat;

@@ -99,6 +99,27 @@ pub async fn soak(params: Soak, ctx: &ActivityContext) -> Result<ActivityResult,
     Ok(ActivityResult::value("double", params.n * 2))
 }
 
+/// Parameters of [`steps`].
+#[derive(Debug, serde::Deserialize)]
+pub struct Steps {
+    /// How many durable steps to run.
+    pub steps: u32,
+}
+
+/// Runs `steps` durable steps, each returning a small value at once (so what is
+/// measured is the steps' own cost); reports when its handler started and ended.
+#[activity]
+pub async fn steps(params: Steps, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+    let started_us = unix_micros();
+    for n in 0..params.steps {
+        let _: u32 = ctx.step(&format!("step-{n}"), || async move { Ok(n) }).await?;
+    }
+    Ok(ActivityResult::values(vec![
+        ActivityOutput::value("started_us", started_us),
+        ActivityOutput::value("ended_us", unix_micros()),
+    ]))
+}
+
 /// Registers the load activities under `worker`.
 pub fn register(registry: &mut ActivityRegistry, worker: &str) {
     registry
@@ -106,6 +127,7 @@ pub fn register(registry: &mut ActivityRegistry, worker: &str) {
         .register(nap, worker)
         .register(copy_file, worker)
         .register(soak, worker)
+        .register(steps, worker)
         .register(stream_tokens, worker);
 }
 

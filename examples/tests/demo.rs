@@ -13,9 +13,16 @@ fn the_demo_prints_every_outcome_and_exits_zero() {
         String::from_utf8_lossy(&output.stderr)
     );
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" yes ") || l.contains(" NO ")).collect();
-    assert_eq!(rows.len(), 19, "one row per demo activity:\n{stdout}");
+    assert_eq!(rows.len(), 20, "one row per demo activity:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains(" yes ")), "{stdout}");
     assert!(stdout.contains("file output stored by the fake server: result.txt"));
+    // The durable-steps row: the paid steps ran once, on the first attempt.
+    assert!(
+        stdout.contains("research attempt 1: paid $0.024 for 2 calls, then failed PUBLISH_UNAVAILABLE\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("research attempt 2: paid $0 (the paid steps were skipped), published"), "{stdout}");
+    assert!(stdout.contains("research spend reported in total: $0.024 (two calls at $0.012)\n"), "{stdout}");
     let story = "Once upon a time, a worker streamed every word to whoever was watching.";
     // How many increments the pieces made depends on timing; the text and the end do not.
     let streamed = stdout

@@ -7,67 +7,17 @@
 //! - three worker processes sharing one server.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kruxiaflow_worker_testing::{ChaosConfig, Endpoint, FakeServer, NewActivity, Outcome, RetrySettings, Status};
 use serde_json::json;
 use uuid::Uuid;
 
+mod support;
+
+use support::WorkerProcess;
+
 const CLIENT: (&str, &str) = ("soak-worker", "soak-secret");
-
-/// A worker process (the `load_worker` binary), killed if the test ends early.
-struct WorkerProcess {
-    child: Child,
-    worker_id: String,
-}
-
-impl WorkerProcess {
-    fn start(server: &FakeServer, env: &[(&str, &str)]) -> Self {
-        let worker_id = format!("worker_soak_{}", Uuid::now_v7().simple());
-        let child = Command::new(env!("CARGO_BIN_EXE_load_worker"))
-            .env("KRUXIAFLOW_API_URL", server.url())
-            .env("KRUXIAFLOW_WORKER_ID", &worker_id)
-            .env("KRUXIAFLOW_WORKER_POLL_INTERVAL", "0.02")
-            // Retries under injected faults are expected here; keep the test output short.
-            .env("RUST_LOG", "error")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("load_worker starts");
-        Self { child, worker_id }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-
-    /// Sends SIGTERM (through `kill`, so no unsafe code is needed).
-    fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the worker did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn wait_for_settled(server: &FakeServer, count: usize, limit: Duration) {
     let reached = server.wait_until(limit, || (server.settled_count() >= count).then_some(())).await;
@@ -88,6 +38,7 @@ async fn chaos_soak(activities: usize, token_expiry_every: Duration, limit: Dura
         })
         .collect();
     let worker = WorkerProcess::start(
+        env!("CARGO_BIN_EXE_load_worker"),
         &server,
         &[
             ("KRUXIAFLOW_CLIENT_ID", CLIENT.0),
@@ -228,6 +179,7 @@ async fn sigterm_mid_run_settles_every_claimed_activity_and_exits_zero() {
     }
     let shutdown_timeout = Duration::from_secs(2);
     let mut worker = WorkerProcess::start(
+        env!("CARGO_BIN_EXE_load_worker"),
         &server,
         &[("KRUXIAFLOW_WORKER_MAX_ACTIVITIES", "200"), ("KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT", "2")],
     );
@@ -262,8 +214,15 @@ async fn three_worker_processes_share_the_load_and_never_run_one_activity_twice(
     for _ in 0..600 {
         server.enqueue(NewActivity::new("rust", "nap").params(json!({"ms": 20})));
     }
-    let workers: Vec<WorkerProcess> =
-        (0..3).map(|_| WorkerProcess::start(&server, &[("KRUXIAFLOW_WORKER_MAX_ACTIVITIES", "16")])).collect();
+    let workers: Vec<WorkerProcess> = (0..3)
+        .map(|_| {
+            WorkerProcess::start(
+                env!("CARGO_BIN_EXE_load_worker"),
+                &server,
+                &[("KRUXIAFLOW_WORKER_MAX_ACTIVITIES", "16")],
+            )
+        })
+        .collect();
 
     server.wait_until_idle().await;
 

@@ -24,5 +24,5 @@ pub use fake::{
     Outcome, REDIRECT_LOCATION, RequestRecord, RetrySettings, RetryStrategy, Status, Usage,
 };
 pub use kruxiaflow_worker::Spend;
-pub use mock::{LogLevel, LogLine, MockContext, MockContextBuilder, Report, Streamed, Upload};
+pub use mock::{EarlierAttempt, LogLevel, LogLine, MockContext, MockContextBuilder, Report, Streamed, Upload};
 pub use subscriber::{Received, StreamFrame, StreamSubscriber, SubscribeError};

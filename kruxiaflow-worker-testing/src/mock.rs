@@ -4,15 +4,18 @@ mod backend;
 mod builder;
 mod capture;
 mod report;
+mod steps;
 mod stream;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use kruxiaflow_worker::__testing::{
-    Ending, HandlerOutcome, LeaseState, cancel, context_with_stream, settle, stream_end,
+    Ending, HandlerOutcome, LeaseState, Recorded, cancel, context_with_stream, recorded, settle, steps_taken,
+    stream_end,
 };
 use kruxiaflow_worker::context::{ActivityInfo, Spend};
 use kruxiaflow_worker::{Activity, ActivityContext, ActivityError, ActivityResult, CancelReason};
@@ -24,6 +27,7 @@ pub use backend::Upload;
 pub use builder::MockContextBuilder;
 pub use capture::{LogLevel, LogLine};
 pub use report::Report;
+pub use steps::EarlierAttempt;
 use stream::MockStream;
 pub use stream::Streamed;
 
@@ -156,6 +160,43 @@ impl MockContext {
         future.with_subscriber(capture::subscriber(Arc::clone(&self.logs))).await
     }
 
+    /// The [steps](ActivityContext::step) that ran in this attempt, in order.
+    pub fn steps_ran(&self) -> Vec<String> {
+        steps_taken(&self.ctx).into_iter().filter(|(_, ran)| *ran).map(|(name, _)| name).collect()
+    }
+
+    /// The steps this attempt skipped because an earlier attempt had completed them.
+    pub fn steps_skipped(&self) -> Vec<String> {
+        steps_taken(&self.ctx).into_iter().filter(|(_, ran)| !*ran).map(|(name, _)| name).collect()
+    }
+
+    /// Every step in the activity's step record now, with its value: those of earlier
+    /// attempts and those this one recorded.
+    pub fn recorded_steps(&self) -> BTreeMap<String, Value> {
+        let steps = self.record().unwrap_or_default().steps;
+        steps.into_iter().map(|(name, (value, _))| (name, value)).collect()
+    }
+
+    /// The spend recorded inside step `name`, as the activity's step record keeps it.
+    pub fn recorded_spend(&self, name: &str) -> Option<Spend> {
+        self.record()?.steps.remove(name).map(|(_, spend)| spend)
+    }
+
+    /// The checkpoint in the activity's step record now.
+    pub fn recorded_checkpoint(&self) -> Option<Value> {
+        self.record()?.checkpoint
+    }
+
+    /// Requests to the step record so far: (reads, writes), each value file counted.
+    pub fn record_requests(&self) -> (u32, u32) {
+        (self.backend.record_reads.load(Ordering::SeqCst), self.backend.record_writes.load(Ordering::SeqCst))
+    }
+
+    fn record(&self) -> Option<Recorded> {
+        let records = self.backend.records();
+        recorded(whose(self.ctx.info()), |file| records.get(file).cloned())
+    }
+
     /// Heartbeats sent so far.
     pub fn heartbeats(&self) -> u32 {
         self.backend.heartbeats()
@@ -207,6 +248,11 @@ impl MockContext {
         }
         cancel(&self.context(), reason);
     }
+}
+
+/// The activity of `info`, as the step record names it.
+fn whose(info: &ActivityInfo) -> (uuid::Uuid, uuid::Uuid, &str) {
+    (info.workflow_id, info.activity_id, &info.activity_key)
 }
 
 /// `postgres://{workflow_id}/{activity_key}/{filename}` of the activity `info`.

@@ -122,6 +122,40 @@ impl ApiClient {
         self.retry.retry(("file_upload", &self.trouble), || transfer::upload(self, &url, source, content_type)).await
     }
 
+    /// Reads a small stored file whole (a step record); `None` when the server says
+    /// there is no such file. One request: the caller owns the retries.
+    pub(crate) async fn read_small_file(&self, file: &FileReference) -> Result<Option<Bytes>, ClientError> {
+        let url = self.file_url(file);
+        let request = Request {
+            method: Method::GET,
+            url: &url,
+            body: &Payload::Empty,
+            timeout: Some(self.timeout),
+            streaming: false,
+        };
+        let response = match self.send_authenticated(&request).await {
+            Ok(response) => response,
+            Err(error) if error.verdict() == Some(404) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let expected = response.content_length();
+        let bytes = response.bytes().await.map_err(|e| ClientError::transport(url.as_str(), &e))?;
+        match expected {
+            Some(expected) if expected != bytes.len() as u64 => Err(ClientError::Transport {
+                url: redact_url(url.as_str()).into_owned(),
+                detail: format!("the body was cut short: received {} of {expected} bytes", bytes.len()),
+            }),
+            _ => Ok(Some(bytes)),
+        }
+    }
+
+    /// Stores `json` as `file` (replacing it). One request: the caller owns the retries.
+    pub(crate) async fn write_small_file(&self, file: &FileReference, json: Bytes) -> Result<(), ClientError> {
+        let url = self.file_url(file);
+        let _: FileMetadata = self.post_json(&url, json).await?;
+        Ok(())
+    }
+
     /// How many clients watch `activity_id`'s stream; one request, no retries (the
     /// stream owns its retries).
     pub(crate) async fn stream_subscribers(&self, activity_id: Uuid, timeout: Duration) -> Result<u32, ClientError> {

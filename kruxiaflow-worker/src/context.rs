@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rust_decimal::Decimal;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,7 @@ use crate::error::{ActivityError, codes};
 use crate::files::{FileReference, guess_content_type};
 use crate::protocol::{OutputDefinition, OutputType, UsageEntry};
 use crate::result::ActivityOutput;
+use crate::steps::{self, Journal, RecordStore};
 use crate::stream::TokenStream;
 
 pub use logger::ActivityLogger;
@@ -25,6 +28,7 @@ use temp::TempFiles;
 
 pub use crate::future::BoxFuture;
 pub use crate::result::Spend;
+pub use crate::steps::StoreError;
 
 /// Who an activity attempt is and what it was given (besides its parameters).
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +134,20 @@ pub trait ContextBackend: Send + Sync + 'static {
         source: &'a Path,
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<(), ActivityError>>;
+
+    /// Reads the whole of `file`, a small file of the activity's
+    /// [step record](ActivityContext::step); `Ok(None)` when there is no such file.
+    /// Without an implementation, steps are not durable: every attempt runs them all.
+    fn read_record<'a>(&'a self, file: &'a FileReference) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        let _ = file;
+        Box::pin(async { Err(StoreError::Unsupported) })
+    }
+
+    /// Stores `bytes` as `file` (replacing it), for the activity's step record.
+    fn write_record<'a>(&'a self, file: &'a FileReference, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (file, bytes);
+        Box::pin(async { Err(StoreError::Unsupported) })
+    }
 }
 
 /// Handle given to every activity attempt. Cheap to clone; all clones share state.
@@ -176,6 +194,7 @@ struct Inner {
     files: TempFiles,
     backend: Arc<dyn ContextBackend>,
     stream: TokenStream,
+    journal: Journal,
 }
 
 impl ActivityContext {
@@ -188,6 +207,11 @@ impl ActivityContext {
     pub(crate) fn with_stream(info: ActivityInfo, backend: Arc<dyn ContextBackend>, stream: TokenStream) -> Self {
         let logger = ActivityLogger::new(&info);
         let files = TempFiles::new(info.activity_id);
+        let journal = Journal::new(
+            (info.workflow_id, info.activity_id, &info.activity_key),
+            info.deadline,
+            Arc::new(BackendRecords(Arc::clone(&backend))),
+        );
         Self {
             inner: Arc::new(Inner {
                 info,
@@ -198,6 +222,7 @@ impl ActivityContext {
                 files,
                 backend,
                 stream,
+                journal,
             }),
         }
     }
@@ -342,25 +367,117 @@ impl ActivityContext {
         self.inner.files.close();
     }
 
-    /// Records one LLM call's usage; reported with whatever ends the attempt.
+    /// Records one LLM call's usage; reported with whatever ends the attempt (and kept
+    /// in the record of the [step](Self::step) it was made in).
     pub fn record_usage(&self, entry: UsageEntry) {
+        steps::note_spend(self.identity(), |step| step.usage.push(entry.clone()));
         self.spend().usage.push(entry);
     }
 
-    /// Adds money spent outside LLM usage; reported with whatever ends the attempt.
+    /// Adds money spent outside LLM usage; reported with whatever ends the attempt (and
+    /// kept in the record of the [step](Self::step) it was spent in).
     pub fn add_cost(&self, cost: Decimal) {
+        steps::note_spend(self.identity(), |step| step.cost = Some(step.cost.unwrap_or_default() + cost));
         let mut spend = self.spend();
         spend.cost = Some(spend.cost.unwrap_or_default() + cost);
     }
 
     /// What has been recorded with [`record_usage`](Self::record_usage) and
-    /// [`add_cost`](Self::add_cost) so far.
+    /// [`add_cost`](Self::add_cost) so far, with the spend of an earlier attempt's
+    /// steps that this attempt reports (see [`step`](Self::step)).
     pub fn spend_snapshot(&self) -> Spend {
-        self.spend().clone()
+        let mut spend = self.spend().clone();
+        spend.add(&self.inner.journal.carried());
+        spend
     }
 
+    /// The spend for the attempt's report: what it recorded, and what it carries from
+    /// earlier attempts' steps.
     pub(crate) fn take_spend(&self) -> Spend {
-        std::mem::take(&mut *self.spend())
+        let mut spend = std::mem::take(&mut *self.spend());
+        spend.add(&self.inner.journal.seal());
+        spend
+    }
+
+    /// This context's identity, telling its steps' spend from another context's.
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const () as usize
+    }
+
+    /// Runs `f` as the step `name`, once per activity: if an earlier attempt of this
+    /// activity — on this worker or any other — completed the step, returns the value
+    /// it recorded without calling `f`; otherwise calls `f` and, when it returns `Ok`,
+    /// records the value durably on the server before returning it. An `Err` is not
+    /// recorded: the step runs again next time.
+    ///
+    /// Steps are identified by name, not by order: the same name must mean the same
+    /// work in every attempt, and a name is used once per attempt (a second use fails
+    /// with the terminal `STEP_NAME_INVALID`, naming it). Usage and cost recorded
+    /// while `f` runs (in this task) are the step's: when the step is skipped they are
+    /// not counted again. A value that cannot be recorded (the server kept failing
+    /// within a quarter of the attempt's remaining time, at most 30 s) is still
+    /// returned, with a warning; a value over 16 MiB as JSON fails the step
+    /// (`STEP_VALUE_TOO_LARGE`, terminal). See the README's "Durable steps".
+    ///
+    /// ```
+    /// use kruxiaflow_worker::{ActivityContext, ActivityError};
+    ///
+    /// async fn draft(topic: &str, ctx: &ActivityContext) -> Result<String, ActivityError> {
+    ///     let outline: Vec<String> =
+    ///         ctx.step("outline", || async { Ok(vec![format!("why {topic}"), format!("how {topic}")]) }).await?;
+    ///     ctx.step("draft", || async { Ok(outline.join("\n")) }).await
+    /// }
+    /// # let ctx = ActivityContext::new(
+    /// #     kruxiaflow_worker::context::ActivityInfo::new("rust", "draft"), std::sync::Arc::new(NoServer));
+    /// # struct NoServer;
+    /// # impl kruxiaflow_worker::context::ContextBackend for NoServer {
+    /// #     fn heartbeat(&self) -> kruxiaflow_worker::context::BoxFuture<'_, Result<(), kruxiaflow_worker::context::HeartbeatError>> { Box::pin(async { Ok(()) }) }
+    /// #     fn download<'a>(&'a self, _: &'a kruxiaflow_worker::files::FileReference, _: &'a std::path::Path) -> kruxiaflow_worker::context::BoxFuture<'a, Result<(), ActivityError>> { unreachable!() }
+    /// #     fn upload<'a>(&'a self, _: &'a kruxiaflow_worker::files::FileReference, _: &'a std::path::Path, _: &'a str) -> kruxiaflow_worker::context::BoxFuture<'a, Result<(), ActivityError>> { unreachable!() }
+    /// # }
+    /// # let text = tokio::runtime::Runtime::new().unwrap().block_on(draft("rust", &ctx)).unwrap();
+    /// # assert_eq!(text, "why rust\nhow rust");
+    /// ```
+    pub async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, ActivityError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ActivityError>>,
+    {
+        self.inner.journal.step(self.identity(), name, f).await
+    }
+
+    /// Saves `value` as the activity's progress (e.g. the index of the last item
+    /// done), for [`last_checkpoint`](Self::last_checkpoint) in this attempt or any
+    /// later one. It returns at once: the write goes out in the background, and
+    /// checkpoints saved while one is being written are coalesced, the latest kept;
+    /// the latest is written before a retryable failure is reported. A value that is
+    /// not JSON or is over 64 KiB as JSON is refused (`CHECKPOINT_INVALID`).
+    pub fn checkpoint<T: Serialize>(&self, value: &T) -> Result<(), ActivityError> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            ActivityError::terminal(steps::codes::CHECKPOINT_INVALID, format!("the checkpoint is not JSON: {e}"))
+        })?;
+        let size = serde_json::to_vec(&value).map_or(usize::MAX, |json| json.len());
+        self.inner.journal.checkpoint(value, size)
+    }
+
+    /// The latest checkpoint saved by this attempt or an earlier one, as `T` (`None`
+    /// when there is none, or it does not fit `T`: then with a warning). Async because
+    /// its first use in an attempt may read the record from the server.
+    pub async fn last_checkpoint<T: DeserializeOwned>(&self) -> Option<T> {
+        self.inner.journal.last_checkpoint().await
+    }
+
+    /// Whether an earlier attempt of this activity left completed steps or a
+    /// checkpoint. Async because its first use in an attempt may read the record from
+    /// the server.
+    pub async fn is_resumed(&self) -> bool {
+        self.inner.journal.is_resumed().await
+    }
+
+    /// The attempt's step record.
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.inner.journal
     }
 
     fn spend(&self) -> std::sync::MutexGuard<'_, Spend> {
@@ -389,8 +506,24 @@ impl ActivityContext {
     /// Cancels the attempt. The first reason given wins. Only the runtime cancels: an
     /// activity that wants to stop returns.
     pub(crate) fn cancel(&self, reason: CancelReason) {
+        if reason == CancelReason::LeaseLost {
+            self.inner.journal.stop();
+        }
         let _ = self.inner.cancel_reason.set(reason);
         self.inner.cancel.cancel();
+    }
+}
+
+/// The step record's storage: the backend's.
+struct BackendRecords(Arc<dyn ContextBackend>);
+
+impl RecordStore for BackendRecords {
+    fn read<'a>(&'a self, file: &'a FileReference) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.0.read_record(file)
+    }
+
+    fn write<'a>(&'a self, file: &'a FileReference, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.write_record(file, bytes)
     }
 }
 

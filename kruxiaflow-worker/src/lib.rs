@@ -66,6 +66,7 @@ mod registry;
 mod report;
 mod result;
 mod settle;
+pub mod steps;
 pub mod stream;
 mod telemetry;
 mod text;
@@ -141,6 +142,16 @@ pub mod __testing {
         let stream =
             if crate::stream::opted_in(&info.settings) { TokenStream::to(sink) } else { TokenStream::disabled() };
         ActivityContext::with_stream(info, backend, stream)
+    }
+
+    /// The step record: where it is, what an earlier attempt left, what a run left
+    /// (of the activity (workflow id, activity id, activity key)).
+    pub use crate::steps::inspect::{Recorded, earlier_record, record_file, recorded};
+
+    /// The steps the attempt of `ctx` took, in order: `true` for one that ran, `false`
+    /// for one skipped.
+    pub fn steps_taken(ctx: &ActivityContext) -> Vec<(String, bool)> {
+        crate::steps::inspect::taken(ctx.journal())
     }
 
     /// The end message a worker sends to an active stream before `report`.

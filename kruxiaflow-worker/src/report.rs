@@ -69,6 +69,11 @@ impl Report {
         })
     }
 
+    /// A failure the server retries if the activity has retries left.
+    pub(crate) fn may_be_retried(&self) -> bool {
+        matches!(self, Self::Fail(fail) if fail.error.retryable)
+    }
+
     /// The message that ends an active stream before this report: `ws/complete` with
     /// the output object `/complete` carries, or `ws/error` with the failure message.
     pub(crate) fn stream_end(&self) -> StreamEnd {

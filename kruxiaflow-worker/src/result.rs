@@ -18,6 +18,16 @@ pub struct Spend {
     pub usage: Vec<UsageEntry>,
 }
 
+impl Spend {
+    /// Adds `other`'s cost and usage to this spend.
+    pub(crate) fn add(&mut self, other: &Spend) {
+        if let Some(cost) = other.cost {
+            self.cost = Some(self.cost.unwrap_or_default() + cost);
+        }
+        self.usage.extend(other.usage.iter().cloned());
+    }
+}
+
 /// One named output of an activity.
 ///
 /// ```

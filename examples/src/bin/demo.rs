@@ -19,7 +19,7 @@ use kruxiaflow_worker::prelude::*;
 use kruxiaflow_worker_examples::guide::{self, Surroundings};
 use kruxiaflow_worker_examples::llm_chat::stand_in::{Answer, Reply, StandInModel};
 use kruxiaflow_worker_examples::llm_chat::{ChatDefaults, LlmChat};
-use kruxiaflow_worker_examples::{class_based, complete, context, decorators, files, quickstart, results};
+use kruxiaflow_worker_examples::{class_based, complete, context, decorators, durable, files, quickstart, results};
 use kruxiaflow_worker_testing::{
     FakeServer, NewActivity, Outcome, Received, RetrySettings, StreamFrame, StreamSubscriber,
 };
@@ -83,6 +83,16 @@ fn cases(around: &Surroundings, model_url: &str) -> Vec<Case> {
                 .retry(RetrySettings::attempts(1)),
             expect: completed(|o| o["text"] == STORY),
         },
+        // Two paid steps, then a publish step that fails once: the retry skips the paid
+        // steps, and their spend is reported once, with the failure.
+        Case {
+            activity: NewActivity::new("rust", "research")
+                .params(json!({"topic": "durable steps", "publish_fails_first": true}))
+                .retry(RetrySettings::attempts(2)),
+            expect: Box::new(|o| {
+                o.completed().is_some_and(|c| c.attempts == 2 && c.usage.is_empty() && c.cost_usd.is_none())
+            }),
+        },
     ];
     guide.chain(extras).collect()
 }
@@ -96,6 +106,7 @@ fn registry(worker: &str) -> ActivityRegistry {
     context::register(&mut registry, worker);
     files::register(&mut registry, worker);
     complete::register(&mut registry, worker);
+    durable::register(&mut registry, worker);
     // Only what the activity's parameters say: no key from this shell goes anywhere.
     registry.register(LlmChat::new(ChatDefaults::from_lookup(|_| None)), worker);
     registry
@@ -127,6 +138,36 @@ fn describe(outcome: &Outcome) -> (String, String, String) {
             shorten(format!("{} ({})", f.message, if f.retryable { "retryable" } else { "terminal" })),
         ),
     }
+}
+
+/// How the durable-steps row went, attempt by attempt: what each paid and which steps
+/// it ran; whether the retry ran only the failed step and the spend was counted once.
+fn describe_retry(server: &FakeServer, id: uuid::Uuid) -> bool {
+    let Some(activity) = server.activity(id) else { return false };
+    let Some(Outcome::Completed(completed)) = &activity.outcome else { return false };
+    let paid =
+        |usage: &[kruxiaflow_worker_testing::Usage]| -> Decimal { usage.iter().filter_map(|u| u.cost_usd).sum() };
+    let spend: Vec<Decimal> =
+        activity.failures.iter().map(|f| paid(&f.usage)).chain([paid(&completed.usage)]).collect();
+    for (n, (failure, cost)) in activity.failures.iter().zip(&spend).enumerate() {
+        println!(
+            "research attempt {}: paid ${cost} for {} calls, then failed {}",
+            n + 1,
+            failure.usage.len(),
+            failure.code
+        );
+    }
+    let skipped = completed.usage.is_empty();
+    println!(
+        "research attempt {}: paid ${} ({}), published {}",
+        activity.failures.len() + 1,
+        spend.last().copied().unwrap_or_default(),
+        if skipped { "the paid steps were skipped" } else { "the paid steps ran again" },
+        completed.output["url"]
+    );
+    let total: Decimal = spend.iter().sum();
+    println!("research spend reported in total: ${total} (two calls at ${})", durable::CALL_PRICE);
+    skipped && total == durable::CALL_PRICE * Decimal::from(2)
 }
 
 #[tokio::main]
@@ -192,6 +233,8 @@ async fn main() -> ExitCode {
             if ok { "yes" } else { "NO" }
         );
     }
+    let research = cases.iter().find(|(case, _)| case.activity.activity_name == "research").map(|(_, id)| *id);
+    let durable = describe_retry(&server, research.expect("the demo runs research"));
     let stored = server.files().all().iter().any(|f| f.filename == "result.txt");
     println!("\nfile output stored by the fake server: {}", if stored { "result.txt" } else { "MISSING" });
     let streamed = match subscriber.await {
@@ -205,7 +248,7 @@ async fn main() -> ExitCode {
         }
     };
     match stopped {
-        Ok(Ok(())) if all_as_expected && stored && streamed => {
+        Ok(Ok(())) if all_as_expected && stored && streamed && durable => {
             println!("every activity ended as expected");
             ExitCode::SUCCESS
         }

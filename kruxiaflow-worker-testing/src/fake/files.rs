@@ -41,6 +41,9 @@ pub(crate) struct FileStore {
     dir: tempfile::TempDir,
     next: AtomicU64,
     files: Mutex<HashMap<FileKey, StoredFile>>,
+    /// Versions replaced by an upload to the same triple, and their bytes: what the
+    /// real server leaves behind as orphaned large objects.
+    replaced: Mutex<(u64, u64)>,
 }
 
 impl FileStore {
@@ -49,6 +52,7 @@ impl FileStore {
             dir: tempfile::Builder::new().prefix("kruxiaflow-fake-files-").tempdir()?,
             next: AtomicU64::new(0),
             files: Mutex::new(HashMap::new()),
+            replaced: Mutex::new((0, 0)),
         })
     }
 
@@ -67,9 +71,15 @@ impl FileStore {
         let key = (file.workflow_id, file.activity_key.clone(), file.filename.clone());
         let previous = self.lock().insert(key, file.clone());
         if let Some(previous) = previous {
+            let mut replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
+            *replaced = (replaced.0 + 1, replaced.1 + previous.size);
             let _ = std::fs::remove_file(previous.path);
         }
         file
+    }
+
+    pub(crate) fn replaced(&self) -> (u64, u64) {
+        *self.replaced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn get(&self, key: &FileKey) -> Option<StoredFile> {

@@ -186,4 +186,11 @@ impl<'a> Files<'a> {
     pub fn all(&self) -> Vec<StoredFile> {
         self.state.files.all()
     }
+
+    /// How many stored versions uploads have replaced so far, and their bytes. The
+    /// real server (v0.8.3) does not unlink a replaced file's PostgreSQL large object:
+    /// this is what it would leave behind.
+    pub fn replaced(&self) -> (u64, u64) {
+        self.state.files.replaced()
+    }
 }

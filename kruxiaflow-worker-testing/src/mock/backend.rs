@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kruxiaflow_worker::ActivityError;
-use kruxiaflow_worker::context::{BoxFuture, ContextBackend, HeartbeatError};
+use kruxiaflow_worker::context::{BoxFuture, ContextBackend, HeartbeatError, StoreError};
 use kruxiaflow_worker::files::{FileReference, codes as file_codes};
 
 /// What a `MockContext` answers in place of a server: files, heartbeats, the lease.
@@ -21,6 +21,10 @@ pub(crate) struct MockBackend {
     pub(crate) lease_lost: AtomicBool,
     pub(crate) seeded: HashMap<FileReference, Vec<u8>>,
     uploads: Mutex<Vec<Upload>>,
+    /// Step records and their value files, as the server's files API keeps them.
+    pub(crate) records: Mutex<HashMap<FileReference, Vec<u8>>>,
+    pub(crate) record_reads: AtomicU32,
+    pub(crate) record_writes: AtomicU32,
 }
 
 /// A file the activity uploaded through a [`MockContext`](crate::MockContext).
@@ -77,6 +81,18 @@ impl ContextBackend for MockBackend {
         })
     }
 
+    fn read_record<'a>(&'a self, file: &'a FileReference) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        self.record_reads.fetch_add(1, Ordering::SeqCst);
+        let bytes = self.records().get(file).cloned();
+        Box::pin(async move { Ok(bytes) })
+    }
+
+    fn write_record<'a>(&'a self, file: &'a FileReference, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.record_writes.fetch_add(1, Ordering::SeqCst);
+        self.records().insert(file.clone(), bytes);
+        Box::pin(async { Ok(()) })
+    }
+
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
         let count = self.heartbeats.fetch_add(1, Ordering::SeqCst) + 1;
         let lost = self.lose_lease_after > 0 && count >= self.lose_lease_after;
@@ -90,6 +106,10 @@ impl ContextBackend for MockBackend {
 impl MockBackend {
     pub(crate) fn heartbeats(&self) -> u32 {
         self.heartbeats.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn records(&self) -> std::sync::MutexGuard<'_, HashMap<FileReference, Vec<u8>>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn uploads(&self) -> Vec<Upload> {

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kruxiaflow_worker::__testing::{earlier_record, record_file};
 use kruxiaflow_worker::context::ActivityInfo;
 use kruxiaflow_worker::files::FileReference;
 use kruxiaflow_worker::{OutputDefinition, OutputType};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::MockContext;
 use super::backend::MockBackend;
+use super::steps::EarlierAttempt;
 use super::stream::MockStream;
+use super::{MockContext, whose};
 
 /// Describes the activity a [`MockContext`] runs; [`build`](Self::build) makes the
 /// context. Everything is fixed from then on, so the context an activity gets and
@@ -37,6 +39,7 @@ pub struct MockContextBuilder {
     subscribers: u32,
     cancel_after: Option<Duration>,
     timeout: Duration,
+    earlier: Option<EarlierAttempt>,
 }
 
 /// A worker's execution timeout for an activity the server sends without one
@@ -51,6 +54,7 @@ impl MockContextBuilder {
             subscribers: 1,
             cancel_after: None,
             timeout: DEFAULT_TIMEOUT,
+            earlier: None,
         }
     }
 
@@ -152,8 +156,19 @@ impl MockContextBuilder {
         self
     }
 
+    /// Makes the context a resumed attempt: `earlier` is what an earlier attempt left
+    /// in the activity's step record (on the server, as far as the context can tell).
+    pub fn resumed_from(mut self, earlier: EarlierAttempt) -> Self {
+        self.earlier = Some(earlier);
+        self
+    }
+
     /// The context, fixed from now on.
     pub fn build(self) -> MockContext {
+        if let Some(earlier) = &self.earlier {
+            let bytes = earlier_record(whose(&self.info), &earlier.steps, earlier.checkpoint.clone(), earlier.reported);
+            self.backend.records().insert(record_file(whose(&self.info)), bytes);
+        }
         MockContext::from_parts(
             self.info,
             Arc::new(self.backend),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::in_flight::AttemptState;
 use crate::client::{ApiClient, ClientError};
-use crate::context::{BoxFuture, ContextBackend, HeartbeatError};
+use crate::context::{BoxFuture, ContextBackend, HeartbeatError, StoreError};
 use crate::error::ActivityError;
 use crate::files::{FileReference, codes as file_codes};
 
@@ -80,6 +80,20 @@ impl ContextBackend for ServerBackend {
             })
         })
     }
+
+    fn read_record<'a>(&'a self, file: &'a FileReference) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(
+            async move { self.transfers.read_small_file(file).await.map(|b| b.map(Vec::from)).map_err(store_error) },
+        )
+    }
+
+    fn write_record<'a>(&'a self, file: &'a FileReference, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.transfers.write_small_file(file, bytes.into()).await.map_err(store_error) })
+    }
+}
+
+fn store_error(error: ClientError) -> StoreError {
+    if error.is_transient() { StoreError::Transient(error.to_string()) } else { StoreError::Failed(error.to_string()) }
 }
 
 fn transfer_failed(what: &str, file: &FileReference, error: &ClientError) -> ActivityError {

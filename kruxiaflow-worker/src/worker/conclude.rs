@@ -29,16 +29,20 @@ pub(super) fn activity_span(info: &ActivityInfo) -> Span {
     )
 }
 
-/// Delivers the decided `report` (encoded as `body`) of the attempt of `ctx`: its
-/// stream's end first (streaming never settles an activity), then the report until the
-/// server answers it, the lease is lost, or the reports are given up. Returns the
-/// report the server took: `report`, a fallback for it, or none.
+/// Delivers the decided `report` (encoded as `body`) of the attempt of `ctx`: before a
+/// failure that may be retried, what its step record still lacks (so that the retry
+/// resumes from it); its stream's end (streaming never settles an activity); then the
+/// report until the server answers it, the lease is lost, or the reports are given
+/// up. Returns the report the server took: `report`, a fallback for it, or none.
 pub(super) async fn deliver<'r>(
     reporter: &Reporter,
     (ctx, state): (&ActivityContext, &AttemptState),
     report: &'r Report,
     body: Bytes,
 ) -> Option<Cow<'r, Report>> {
+    if report.may_be_retried() {
+        reporter.unless_given_up(Box::pin(ctx.journal().flush())).await;
+    }
     if let Some(stream) = &state.stream {
         // Boxed: only streaming attempts pay for this future's size.
         reporter.unless_given_up(Box::pin(stream.end(Some(report.stream_end())))).await;

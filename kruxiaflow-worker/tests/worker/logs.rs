@@ -12,10 +12,10 @@ use crate::common::{RunningWorker, activity, config, echo, eventually};
 
 /// Log output, shared with the subscriber.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.0.lock().unwrap()).lines().map(str::to_owned).collect()
     }
 }
@@ -33,7 +33,7 @@ impl Write for Captured {
 
 /// Captures `info` and above on this thread. The tests run on a current-thread
 /// runtime, so the worker's own tasks run here, under this subscriber.
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+pub(crate) fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -15,6 +15,7 @@ mod reports;
 mod scripted;
 mod shutdown;
 mod startup;
+mod steps;
 mod streaming;
 mod tls;
 mod wire;

@@ -12,7 +12,9 @@
 //! (c) worker CPU per no-op activity; (d) a 1 GiB file downloaded and uploaded again;
 //! (e) 1,000 activities each streaming 500 tokens (one every 2 ms) to one WebSocket
 //! subscriber, at concurrency 100; (f) 50 activities streaming 200 tokens at an LLM's
-//! pace, 50 and 200 tokens a second, with the stream's linger at its default and off.
+//! pace, 50 and 200 tokens a second, with the stream's linger at its default and off;
+//! (g) 2,000 activities of 5 durable steps against 2,000 without (record requests, worker
+//! CPU and handler time per activity, and per step).
 //! Every figure is the median of `--runs` runs. `--quick` uses small sizes and one run.
 #![forbid(unsafe_code)]
 
@@ -167,6 +169,27 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
             rows.push(row("f", label("worker CPU per token"), pick(|s| s.worker_cpu_ns_per_token), "ns", ""));
         }
     }
+
+    let stepped = if options.quick { 200 } else { 2_000 };
+    let mut per_step = Vec::new();
+    for steps in [0, 5] {
+        let runs = repeat(options.runs, || scenarios::steps_cost(stepped, steps)).await?;
+        let label = |what: &str| format!("{stepped} activities of {steps} durable steps: {what}");
+        let pick = |f: fn(&scenarios::StepsCost) -> f64| median(runs.iter().map(f).collect());
+        rows.push(row(
+            "g",
+            label("record requests per activity"),
+            pick(|s| s.record_requests_per_activity),
+            "requests",
+            "",
+        ));
+        rows.push(row("g", label("worker CPU per activity"), pick(|s| s.worker_cpu_us_per_activity), "us", ""));
+        rows.push(row("g", label("handler time, p50"), pick(|s| s.handler_p50_ms), "ms", ""));
+        per_step.push((pick(|s| s.worker_cpu_us_per_activity), pick(|s| s.handler_p50_ms)));
+    }
+    let label = |what: &str| format!("{stepped} activities, 5 durable steps against none: {what}");
+    rows.push(row("g", label("worker CPU per step"), (per_step[1].0 - per_step[0].0) / 5.0, "us", ""));
+    rows.push(row("g", label("latency added per step, p50"), (per_step[1].1 - per_step[0].1) / 5.0, "ms", ""));
     Ok(rows)
 }
 

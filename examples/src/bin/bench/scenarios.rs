@@ -224,6 +224,44 @@ fn write_file(path: &std::path::Path, size_mib: u64) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Scenario (g): what durable steps cost, against activities without steps.
+pub struct StepsCost {
+    pub record_requests_per_activity: f64,
+    pub worker_cpu_us_per_activity: f64,
+    pub handler_p50_ms: f64,
+}
+
+pub async fn steps_cost(count: usize, steps: u32) -> Result<StepsCost, String> {
+    let (_server, worker, admin) = start(16).await?;
+    let worker_cpu = worker.cpu();
+    let activity = json!({"worker": "rust", "activity_name": "steps", "parameters": {"steps": steps}});
+    admin.post("/_fake/activities/batch", json!({"activity": activity, "count": count})).await?;
+    admin.all_settled(Duration::from_secs(600)).await?;
+    let worker_cpu = worker.cpu() - worker_cpu;
+    let requests = admin.get("/_fake/requests").await?;
+    let record_requests = requests
+        .as_array()
+        .map_or(0, |all| all.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/files/"))).count());
+    let handler_ms = sorted(
+        admin
+            .activities()
+            .await?
+            .iter()
+            .filter_map(|a| {
+                Some(
+                    (micros(a, &["outcome", "output", "ended_us"])? - micros(a, &["outcome", "output", "started_us"])?)
+                        / 1000.0,
+                )
+            })
+            .collect(),
+    );
+    Ok(StepsCost {
+        record_requests_per_activity: record_requests as f64 / count as f64,
+        worker_cpu_us_per_activity: worker_cpu.as_secs_f64() * 1e6 / count as f64,
+        handler_p50_ms: percentile(&handler_ms, 0.5),
+    })
+}
+
 /// Scenario (e): activities streaming tokens, each to one WebSocket subscriber.
 pub struct Streaming {
     pub tokens_per_second: f64,
