@@ -41,10 +41,19 @@ pub fn init_logging() -> Result<(), WorkerError> {
 /// Runs `registry` as a worker configured from the environment until SIGINT/SIGTERM:
 /// what each example binary does.
 pub async fn run_from_env(register: impl FnOnce(&mut ActivityRegistry, &str)) -> Result<(), WorkerError> {
+    run_from_env_with(register, |manager| manager).await
+}
+
+/// Like [`run_from_env`], with `customize` applied to the worker before it runs (its
+/// rate limits, for instance).
+pub async fn run_from_env_with(
+    register: impl FnOnce(&mut ActivityRegistry, &str),
+    customize: impl FnOnce(WorkerManager) -> WorkerManager,
+) -> Result<(), WorkerError> {
     init_logging()?;
     let config = WorkerConfig::from_env()?;
     let mut registry = ActivityRegistry::new();
     register(&mut registry, &config.worker);
     tracing::info!(activities = ?registry.activity_types(), "registered");
-    WorkerManager::new(config, registry).run_until_shutdown().await
+    customize(WorkerManager::new(config, registry)).run_until_shutdown().await
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use kruxiaflow_worker::error::retry_after_of;
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker::rate_limit::RateLimit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -113,10 +115,23 @@ impl std::fmt::Debug for ChatDefaults {
 /// The `llm_chat` activity: `text` is the model's whole answer; each piece of it went
 /// to the token stream as it arrived; the call's token usage is recorded.
 #[derive(Debug, Clone, kruxiaflow_worker::Activity)]
-#[activity(name = "llm_chat")]
+#[activity(name = "llm_chat", local_retries = 3)]
 pub struct LlmChat {
     defaults: ChatDefaults,
     http: reqwest::Client,
+    /// The worker's rate limit every request acquires one unit of, if any.
+    requests_limit: Option<String>,
+}
+
+/// The name of the rate limit of the requests `llm_chat` sends, when the worker sets
+/// one (`LLM_REQUESTS_PER_MINUTE`).
+pub const REQUESTS_LIMIT: &str = "llm-requests";
+
+/// The rate limit of `llm_chat`'s requests from `LLM_REQUESTS_PER_MINUTE` (a positive
+/// whole number), if it is set: this worker's share of the provider's quota.
+pub fn requests_limit_from_env() -> Option<RateLimit> {
+    let per_minute = std::env::var("LLM_REQUESTS_PER_MINUTE").ok()?.trim().parse::<u64>().ok()?;
+    (per_minute > 0).then(|| RateLimit::per_minute(per_minute))
 }
 
 /// How long the API may send nothing before the answer counts as stalled.
@@ -131,7 +146,13 @@ impl LlmChat {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .expect("a client with rustls and default settings builds");
-        Self { defaults, http }
+        Self { defaults, http, requests_limit: None }
+    }
+
+    /// Makes every request acquire one unit of the worker's rate limit `name` first.
+    pub fn limited_by(mut self, name: &str) -> Self {
+        self.requests_limit = Some(name.to_owned());
+        self
     }
 }
 
@@ -192,6 +213,9 @@ impl Execute for LlmChat {
 
     async fn execute(&self, params: ChatParams, ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
         let call = self.call(params)?;
+        if let Some(limit) = &self.requests_limit {
+            ctx.rate_limit(limit).acquire(1).await?;
+        }
         let mut request = self.http.post(&call.url).json(&call.body);
         if let Some(key) = &call.api_key {
             request = request.bearer_auth(key);
@@ -202,8 +226,14 @@ impl Execute for LlmChat {
         };
         let status = response.status();
         if !status.is_success() {
+            // A 429's or 503's wait, for the local retry (`local_retries = 3`).
+            let retry_after = retry_after_of(&response);
             let body = response.text().await.unwrap_or_default();
-            return Err(refused(&call.url, status.as_u16(), &body));
+            let error = refused(&call.url, status.as_u16(), &body);
+            return Err(match retry_after {
+                Some(delay) if error.is_retryable() => error.retry_after(delay),
+                _ => error,
+            });
         }
 
         let stream = ctx.stream();
@@ -314,7 +344,9 @@ fn cancelled(reason: kruxiaflow_worker::CancelReason) -> ActivityError {
 
 /// Registers `llm_chat` under `worker`, with defaults from the environment.
 pub fn register(registry: &mut ActivityRegistry, worker: &str) {
-    registry.register(LlmChat::new(ChatDefaults::from_env()), worker);
+    let chat = LlmChat::new(ChatDefaults::from_env());
+    let chat = if requests_limit_from_env().is_some() { chat.limited_by(REQUESTS_LIMIT) } else { chat };
+    registry.register(chat, worker);
 }
 
 #[cfg(test)]

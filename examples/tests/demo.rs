@@ -13,9 +13,15 @@ fn the_demo_prints_every_outcome_and_exits_zero() {
         String::from_utf8_lossy(&output.stderr)
     );
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" yes ") || l.contains(" NO ")).collect();
-    assert_eq!(rows.len(), 20, "one row per demo activity:\n{stdout}");
+    assert_eq!(rows.len(), 21, "one row per demo activity:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains(" yes ")), "{stdout}");
     assert!(stdout.contains("file output stored by the fake server: result.txt"));
+    assert!(
+        stdout.contains(
+            "llm_chat's busy model answered 429 with Retry-After: 1, then the answer: asked 2 times in one attempt\n"
+        ),
+        "{stdout}"
+    );
     // The durable-steps row: the paid steps ran once, on the first attempt.
     assert!(
         stdout.contains("research attempt 1: paid $0.024 for 2 calls, then failed PUBLISH_UNAVAILABLE\n"),

@@ -12,10 +12,14 @@ pub(crate) struct Options {
     pub(crate) name: Option<String>,
     pub(crate) output: Option<String>,
     pub(crate) krate: Option<syn::Path>,
+    /// At most this many attempts run the handler at once in one worker.
+    pub(crate) max_concurrency: Option<u32>,
+    /// Retryable failures run again inside the attempt, this many times at most.
+    pub(crate) local_retries: Option<u32>,
 }
 
 /// Checks and stores one option's value.
-type Setter = fn(&mut Options, &syn::Ident, String, &syn::Lit, &mut Errors);
+type Setter = fn(&mut Options, &syn::Ident, &syn::Lit, &mut Errors);
 
 /// `key = "value"` pairs, parsed without judging them yet.
 pub(crate) struct RawOptions(Vec<(syn::Ident, syn::Lit)>);
@@ -28,10 +32,11 @@ impl Parse for RawOptions {
             input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = \"...\"`")))?;
             let lookahead = input.lookahead1();
             if !lookahead.peek(syn::Lit) {
-                return Err(syn::Error::new(
-                    input.span(),
-                    format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"),
-                ));
+                let wanted = match key.to_string().as_str() {
+                    "max_concurrency" | "local_retries" => format!("`{key}` takes a whole number, e.g. `{key} = 4`"),
+                    _ => format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"),
+                };
+                return Err(syn::Error::new(input.span(), wanted));
             }
             pairs.push((key, input.parse()?));
             if input.is_empty() {
@@ -53,6 +58,8 @@ impl Options {
                 "name" => Some(Self::set_name),
                 "output" => Some(Self::set_output),
                 "crate" => Some(Self::set_crate),
+                "max_concurrency" => Some(Self::set_max_concurrency),
+                "local_retries" => Some(Self::set_local_retries),
                 _ => None,
             };
             let Some(setter) = setter.filter(|_| allowed.contains(&name.as_str())) else {
@@ -60,14 +67,13 @@ impl Options {
                 errors.push_spanned(&key, format!("unknown option `{name}`; supported options: {}", list.join(", ")));
                 continue;
             };
-            if let Some(text) = string_literal(&key, &value, errors) {
-                setter(&mut options, &key, text, &value, errors);
-            }
+            setter(&mut options, &key, &value, errors);
         }
         options
     }
 
-    fn set_name(&mut self, key: &syn::Ident, name: String, value: &syn::Lit, errors: &mut Errors) {
+    fn set_name(&mut self, key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) {
+        let Some(name) = string_literal(key, value, errors) else { return };
         if self.name.is_some() {
             return errors.push_spanned(key, "`name` set more than once");
         }
@@ -77,7 +83,8 @@ impl Options {
         }
     }
 
-    fn set_output(&mut self, key: &syn::Ident, output: String, value: &syn::Lit, errors: &mut Errors) {
+    fn set_output(&mut self, key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) {
+        let Some(output) = string_literal(key, value, errors) else { return };
         if self.output.is_some() {
             return errors.push_spanned(key, "`output` set more than once");
         }
@@ -87,7 +94,8 @@ impl Options {
         self.output = Some(output);
     }
 
-    fn set_crate(&mut self, key: &syn::Ident, path: String, value: &syn::Lit, errors: &mut Errors) {
+    fn set_crate(&mut self, key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) {
+        let Some(path) = string_literal(key, value, errors) else { return };
         if self.krate.is_some() {
             return errors.push_spanned(key, "`crate` set more than once");
         }
@@ -97,6 +105,41 @@ impl Options {
                 value,
                 format!("`crate` must be a path such as \"::my_facade::kruxiaflow_worker\", got {path:?}"),
             ),
+        }
+    }
+}
+
+impl Options {
+    fn set_max_concurrency(&mut self, key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) {
+        match count(key, value, 1, errors) {
+            Some(_) if self.max_concurrency.is_some() => {
+                errors.push_spanned(key, "`max_concurrency` set more than once")
+            }
+            Some(n) => self.max_concurrency = Some(n),
+            None => {}
+        }
+    }
+
+    fn set_local_retries(&mut self, key: &syn::Ident, value: &syn::Lit, errors: &mut Errors) {
+        match count(key, value, 0, errors) {
+            Some(_) if self.local_retries.is_some() => errors.push_spanned(key, "`local_retries` set more than once"),
+            Some(n) => self.local_retries = Some(n),
+            None => {}
+        }
+    }
+}
+
+/// An integer literal of at least `least`, up to `u32::MAX`.
+fn count(key: &syn::Ident, value: &syn::Lit, least: u32, errors: &mut Errors) -> Option<u32> {
+    let syn::Lit::Int(int) = value else {
+        errors.push_spanned(value, format!("`{key}` takes a whole number, e.g. `{key} = 4`"));
+        return None;
+    };
+    match int.base10_parse::<u32>() {
+        Ok(n) if n >= least => Some(n),
+        _ => {
+            errors.push_spanned(value, format!("`{key}` must be a whole number from {least} to {}", u32::MAX));
+            None
         }
     }
 }

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use kruxiaflow_worker::__testing::{
-    Ending, HandlerOutcome, LeaseState, Recorded, cancel, context_with_stream, recorded, settle, steps_taken,
-    stream_end,
+    Ending, HandlerOutcome, LeaseState, Recorded, cancel, context_with_stream, recorded, run_with_local_retries,
+    settle, steps_taken, stream_end,
 };
 use kruxiaflow_worker::context::{ActivityInfo, Spend};
-use kruxiaflow_worker::{Activity, ActivityContext, ActivityError, ActivityResult, CancelReason};
+use kruxiaflow_worker::rate_limit::RateLimit;
+use kruxiaflow_worker::{Activity, ActivityContext, ActivityError, ActivityResult, CancelReason, LocalRetry};
 use serde_json::Value;
 use tracing::instrument::WithSubscriber;
 
@@ -78,6 +79,7 @@ pub struct MockContext {
     cancel_after: Option<Duration>,
     timeout: Duration,
     logs: Arc<Mutex<Vec<LogLine>>>,
+    local_retries: Mutex<Vec<LocalRetry>>,
     ctx: ActivityContext,
 }
 
@@ -96,12 +98,13 @@ impl MockContext {
 
     fn from_parts(
         info: ActivityInfo,
-        backend: Arc<MockBackend>,
-        stream: Arc<MockStream>,
+        (backend, stream): (Arc<MockBackend>, Arc<MockStream>),
+        rate_limits: &[(String, RateLimit)],
         (cancel_after, timeout): (Option<Duration>, Duration),
     ) -> Self {
-        let ctx = context_with_stream(info, Arc::clone(&backend) as _, Arc::clone(&stream) as _);
-        Self { backend, stream, cancel_after, timeout, logs: Arc::default(), ctx }
+        let ctx = context_with_stream(info, Arc::clone(&backend) as _, Arc::clone(&stream) as _, rate_limits);
+        let local_retries = Mutex::default();
+        Self { backend, stream, cancel_after, timeout, logs: Arc::default(), local_retries, ctx }
     }
 
     /// The context [`run`](Self::run) passes to the activity.
@@ -133,7 +136,9 @@ impl MockContext {
 
     /// Runs `activity` with JSON `params` exactly as a worker would: parameters are
     /// decoded by the activity (bad ones give `INVALID_PARAMETERS`), a panic becomes a
-    /// retryable `PANIC` error, and log lines are captured.
+    /// retryable `PANIC` error, retryable errors are retried in the attempt as its
+    /// `local_retries` say (each in [`local_retries`](Self::local_retries); under
+    /// tokio's paused time the waits take no time), and log lines are captured.
     pub async fn run<A: Activity>(&self, activity: &A, params: Value) -> Result<ActivityResult, ActivityError> {
         let ctx = self.context();
         let canceller = self.cancel_after.map(|delay| {
@@ -143,12 +148,17 @@ impl MockContext {
                 cancel(&ctx, CancelReason::Requested);
             })
         });
-        let run = std::panic::AssertUnwindSafe(activity.run(params, ctx)).catch_unwind();
+        let try_once = || {
+            let run = std::panic::AssertUnwindSafe(activity.run(params.clone(), ctx.clone())).catch_unwind();
+            run.map(|returned| returned.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic))))
+        };
+        let retried =
+            |retry: &LocalRetry| self.local_retries.lock().unwrap_or_else(|e| e.into_inner()).push(retry.clone());
+        let run = run_with_local_retries(&ctx, activity.local_retries(), try_once, retried);
         let outcome = run.with_subscriber(capture::subscriber(Arc::clone(&self.logs))).await;
         if let Some(canceller) = canceller {
             canceller.abort();
         }
-        let outcome = outcome.unwrap_or_else(|panic| Err(ActivityError::from_panic(&*panic)));
         if self.context().stream().is_enabled() && self.stream.is_active() {
             self.stream.end(stream_end(self.worker_report(&outcome).as_ref()));
         }
@@ -195,6 +205,12 @@ impl MockContext {
     fn record(&self) -> Option<Recorded> {
         let records = self.backend.records();
         recorded(whose(self.ctx.info()), |file| records.get(file).cloned())
+    }
+
+    /// The local retries of the runs so far: each retried try's error and the wait
+    /// before the next try.
+    pub fn local_retries(&self) -> Vec<LocalRetry> {
+        self.local_retries.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Heartbeats sent so far.

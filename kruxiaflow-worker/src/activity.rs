@@ -46,6 +46,20 @@ pub trait Activity: Send + Sync + 'static {
         None
     }
 
+    /// At most this many attempts of this activity run their handler at once in one
+    /// worker (`#[activity(max_concurrency = N)]`); `None`, the default: no cap beyond
+    /// the worker's own. An attempt over the cap waits in its slot, its lease kept.
+    fn max_concurrency(&self) -> Option<usize> {
+        None
+    }
+
+    /// How many times a retryable failure runs the handler again inside the same
+    /// attempt, after the error's `retry_after` or a backoff, while the deadline allows
+    /// (`#[activity(local_retries = N)]`); 0, the default: never.
+    fn local_retries(&self) -> u32 {
+        0
+    }
+
     /// Runs one attempt with the item's raw parameters.
     fn run(
         &self,

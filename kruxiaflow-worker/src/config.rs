@@ -42,6 +42,9 @@ pub mod env {
     pub const POLL_INTERVAL: &str = "KRUXIAFLOW_WORKER_POLL_INTERVAL";
     /// Most activities running at once.
     pub const MAX_ACTIVITIES: &str = "KRUXIAFLOW_WORKER_MAX_ACTIVITIES";
+    /// Most activities of some worker types running at once: `type=count` pairs
+    /// separated by commas (`llm=8,ocr-gpu=2`).
+    pub const MAX_ACTIVITIES_BY_TYPE: &str = "KRUXIAFLOW_WORKER_MAX_ACTIVITIES_BY_TYPE";
     /// Seconds an activity may run when the server gives no timeout.
     pub const ACTIVITY_TIMEOUT: &str = "KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT";
     /// Longest gap between heartbeats, in seconds.
@@ -75,6 +78,7 @@ pub mod env {
             "poll_max_activities" => POLL_MAX_ACTIVITIES,
             "poll_interval" => POLL_INTERVAL,
             "max_concurrent_activities" => MAX_ACTIVITIES,
+            "max_activities_by_type" => MAX_ACTIVITIES_BY_TYPE,
             "activity_timeout" => ACTIVITY_TIMEOUT,
             "heartbeat_interval" => HEARTBEAT_INTERVAL,
             "shutdown_timeout" => SHUTDOWN_TIMEOUT,
@@ -200,6 +204,26 @@ pub struct WorkerConfig {
     /// (the default): no listener. Port 0 picks a free port
     /// ([`WorkerHandle::listening_on`](crate::WorkerHandle::listening_on) tells which).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Most activities of a worker type running at once, for the types listed (the
+    /// rest share `max_concurrent_activities` alone). The type's poller never claims
+    /// more than its pool has free, so the rest of that work stays on the server for
+    /// other workers. See [`max_activities_for`](Self::max_activities_for).
+    pub max_activities_by_type: std::collections::BTreeMap<String, usize>,
+}
+
+/// `llm=8,ocr-gpu=2`: worker types and their pools.
+fn parse_pools(raw: &str) -> Result<std::collections::BTreeMap<String, usize>, ConfigError> {
+    let expected = "type=count pairs separated by commas, such as llm=8,ocr-gpu=2";
+    let mut pools = std::collections::BTreeMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (worker, count) =
+            pair.split_once('=').ok_or_else(|| invalid(env::MAX_ACTIVITIES_BY_TYPE, raw, expected))?;
+        let count = count.trim().parse().map_err(|_| invalid(env::MAX_ACTIVITIES_BY_TYPE, raw, expected))?;
+        if pools.insert(worker.trim().to_owned(), count).is_some() {
+            return Err(invalid(env::MAX_ACTIVITIES_BY_TYPE, raw, "each worker type once"));
+        }
+    }
+    Ok(pools)
 }
 
 /// Every field, the API URL without its password and the credentials without their
@@ -223,6 +247,7 @@ impl fmt::Debug for WorkerConfig {
             .field("stream_linger", &self.stream_linger)
             .field("ca_cert_file", &self.ca_cert_file)
             .field("metrics_addr", &self.metrics_addr)
+            .field("max_activities_by_type", &self.max_activities_by_type)
             .finish()
     }
 }
@@ -253,7 +278,23 @@ impl WorkerConfig {
             stream_linger: DEFAULT_STREAM_LINGER,
             ca_cert_file: None,
             metrics_addr: None,
+            max_activities_by_type: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Caps how many activities of worker type `worker` run at once (within
+    /// `max_concurrent_activities`): the way to isolate a rate-limited provider is to
+    /// give its activities a worker type of their own and a pool here.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::WorkerConfig;
+    ///
+    /// let config = WorkerConfig::new("http://localhost:8080").max_activities_for("llm", 8);
+    /// assert_eq!(config.max_activities_by_type["llm"], 8);
+    /// ```
+    pub fn max_activities_for(mut self, worker: &str, count: usize) -> Self {
+        self.max_activities_by_type.insert(worker.to_owned(), count);
+        self
     }
 
     /// The longest a shutdown can take, from the request to `run` returning:
@@ -327,6 +368,9 @@ impl WorkerConfig {
                 .ok()
                 .filter(|&n| n <= MAX_CONCURRENT_ACTIVITIES)
                 .ok_or_else(|| invalid(env::MAX_ACTIVITIES, &raw, "an integer from 1 to 100000"))?;
+        }
+        if let Some(raw) = get(env::MAX_ACTIVITIES_BY_TYPE) {
+            config.max_activities_by_type = parse_pools(&raw)?;
         }
         config.read_durations(&get)?;
         config.ca_cert_file = get(env::CA_CERT_FILE).map(|path| path.trim().into());
@@ -414,6 +458,14 @@ impl WorkerConfig {
                 &self.max_concurrent_activities.to_string(),
                 "an integer from 1 to 100000",
             ));
+        }
+        for (worker, &count) in &self.max_activities_by_type {
+            if !is_identifier(worker) {
+                return Err(invalid("max_activities_by_type", worker, "worker types of letters, digits, '_' and '-'"));
+            }
+            if count == 0 || count > MAX_CONCURRENT_ACTIVITIES {
+                return Err(invalid("max_activities_by_type", &format!("{worker}={count}"), "counts from 1 to 100000"));
+            }
         }
         for (name, value, range) in [
             ("poll_interval", self.poll_interval, POLL_INTERVAL_RANGE),

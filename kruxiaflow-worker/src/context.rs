@@ -1,6 +1,7 @@
 //! What an activity sees while it runs: its identity, cancellation, heartbeats, a
 //! logger, and a place to record money spent.
 
+mod limiter;
 mod logger;
 mod temp;
 
@@ -19,10 +20,12 @@ use uuid::Uuid;
 use crate::error::{ActivityError, codes};
 use crate::files::{FileReference, guess_content_type};
 use crate::protocol::{OutputDefinition, OutputType, UsageEntry};
+use crate::rate_limit::RateLimits;
 use crate::result::ActivityOutput;
 use crate::steps::{self, Journal, RecordStore};
 use crate::stream::TokenStream;
 
+pub use limiter::RateLimiter;
 pub use logger::ActivityLogger;
 use temp::TempFiles;
 
@@ -194,24 +197,27 @@ struct Inner {
     files: TempFiles,
     backend: Arc<dyn ContextBackend>,
     stream: TokenStream,
-    journal: Journal,
+    /// Made on first use: an attempt that uses no step pays nothing for it.
+    journal: OnceLock<Journal>,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl ActivityContext {
     /// A context for `info`, served by `backend`; its [`stream`](Self::stream) sends
     /// nothing.
     pub fn new(info: ActivityInfo, backend: Arc<dyn ContextBackend>) -> Self {
-        Self::with_stream(info, backend, TokenStream::disabled())
+        Self::with_stream(info, backend, TokenStream::disabled(), Arc::default())
     }
 
-    pub(crate) fn with_stream(info: ActivityInfo, backend: Arc<dyn ContextBackend>, stream: TokenStream) -> Self {
+    /// A context whose stream is `stream`, with the worker's `rate_limits`.
+    pub(crate) fn with_stream(
+        info: ActivityInfo,
+        backend: Arc<dyn ContextBackend>,
+        stream: TokenStream,
+        rate_limits: Arc<RateLimits>,
+    ) -> Self {
         let logger = ActivityLogger::new(&info);
         let files = TempFiles::new(info.activity_id);
-        let journal = Journal::new(
-            (info.workflow_id, info.activity_id, &info.activity_key),
-            info.deadline,
-            Arc::new(BackendRecords(Arc::clone(&backend))),
-        );
         Self {
             inner: Arc::new(Inner {
                 info,
@@ -222,7 +228,8 @@ impl ActivityContext {
                 files,
                 backend,
                 stream,
-                journal,
+                journal: OnceLock::new(),
+                rate_limits,
             }),
         }
     }
@@ -387,7 +394,9 @@ impl ActivityContext {
     /// steps that this attempt reports (see [`step`](Self::step)).
     pub fn spend_snapshot(&self) -> Spend {
         let mut spend = self.spend().clone();
-        spend.add(&self.inner.journal.carried());
+        if let Some(journal) = self.used_journal() {
+            spend.add(&journal.carried());
+        }
         spend
     }
 
@@ -395,8 +404,16 @@ impl ActivityContext {
     /// earlier attempts' steps.
     pub(crate) fn take_spend(&self) -> Spend {
         let mut spend = std::mem::take(&mut *self.spend());
-        spend.add(&self.inner.journal.seal());
+        if let Some(journal) = self.used_journal() {
+            spend.add(&journal.seal());
+        }
         spend
+    }
+
+    /// Keeps the spend a retried error carried, for whatever ends the attempt.
+    pub(crate) fn keep_spend(&self, (cost, usage): (Option<Decimal>, Vec<UsageEntry>)) {
+        let mut spend = self.spend();
+        spend.add(&Spend { cost, usage });
     }
 
     /// This context's identity, telling its steps' spend from another context's.
@@ -444,7 +461,7 @@ impl ActivityContext {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ActivityError>>,
     {
-        self.inner.journal.step(self.identity(), name, f).await
+        self.journal().step(self.identity(), name, f).await
     }
 
     /// Saves `value` as the activity's progress (e.g. the index of the last item
@@ -458,26 +475,60 @@ impl ActivityContext {
             ActivityError::terminal(steps::codes::CHECKPOINT_INVALID, format!("the checkpoint is not JSON: {e}"))
         })?;
         let size = serde_json::to_vec(&value).map_or(usize::MAX, |json| json.len());
-        self.inner.journal.checkpoint(value, size)
+        self.journal().checkpoint(value, size)
     }
 
     /// The latest checkpoint saved by this attempt or an earlier one, as `T` (`None`
     /// when there is none, or it does not fit `T`: then with a warning). Async because
     /// its first use in an attempt may read the record from the server.
     pub async fn last_checkpoint<T: DeserializeOwned>(&self) -> Option<T> {
-        self.inner.journal.last_checkpoint().await
+        self.journal().last_checkpoint().await
     }
 
     /// Whether an earlier attempt of this activity left completed steps or a
     /// checkpoint. Async because its first use in an attempt may read the record from
     /// the server.
     pub async fn is_resumed(&self) -> bool {
-        self.inner.journal.is_resumed().await
+        self.journal().is_resumed().await
+    }
+
+    /// The worker's rate limit `name` (registered with
+    /// [`WorkerManager::rate_limit`](crate::WorkerManager::rate_limit)), to
+    /// [`acquire`](RateLimiter::acquire) before a call the limit counts.
+    ///
+    /// ```
+    /// # use kruxiaflow_worker::{ActivityContext, ActivityError};
+    /// async fn call_llm(prompt: &str, ctx: &ActivityContext) -> Result<String, ActivityError> {
+    ///     ctx.rate_limit("openai-rpm").acquire(1).await?;
+    ///     ctx.rate_limit("openai-tpm").acquire(prompt.len() as u64 / 4 + 500).await?;
+    ///     Ok(format!("an answer to {prompt}"))
+    /// }
+    /// ```
+    pub fn rate_limit<'a>(&'a self, name: &'a str) -> RateLimiter<'a> {
+        RateLimiter::new(self, name)
+    }
+
+    pub(crate) fn rate_limits(&self) -> &RateLimits {
+        &self.inner.rate_limits
     }
 
     /// The attempt's step record.
     pub(crate) fn journal(&self) -> &Journal {
-        &self.inner.journal
+        self.inner.journal.get_or_init(|| {
+            let info = &self.inner.info;
+            let store = Arc::new(BackendRecords(Arc::clone(&self.inner.backend)));
+            let journal = Journal::new((info.workflow_id, info.activity_id, &info.activity_key), info.deadline, store);
+            // A lost lease stops the record's writes, whether it came before or after.
+            if self.cancel_reason() == Some(CancelReason::LeaseLost) {
+                journal.stop();
+            }
+            journal
+        })
+    }
+
+    /// The attempt's step record, if the attempt used one.
+    pub(crate) fn used_journal(&self) -> Option<&Journal> {
+        self.inner.journal.get()
     }
 
     fn spend(&self) -> std::sync::MutexGuard<'_, Spend> {
@@ -506,10 +557,12 @@ impl ActivityContext {
     /// Cancels the attempt. The first reason given wins. Only the runtime cancels: an
     /// activity that wants to stop returns.
     pub(crate) fn cancel(&self, reason: CancelReason) {
-        if reason == CancelReason::LeaseLost {
-            self.inner.journal.stop();
-        }
         let _ = self.inner.cancel_reason.set(reason);
+        if reason == CancelReason::LeaseLost
+            && let Some(journal) = self.used_journal()
+        {
+            journal.stop();
+        }
         self.inner.cancel.cancel();
     }
 }

@@ -2,6 +2,7 @@
 //! ([`WorkerError`]).
 
 use std::fmt;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 
@@ -66,6 +67,7 @@ pub struct ActivityError {
     retryable: bool,
     cost: Option<Decimal>,
     usage: Vec<UsageEntry>,
+    retry_after: Option<Duration>,
 }
 
 impl ActivityError {
@@ -81,7 +83,7 @@ impl ActivityError {
 
     /// A failure with an explicit retry decision.
     pub fn new(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
-        Self { code: code.into(), message: message.into(), retryable, cost: None, usage: Vec::new() }
+        Self { code: code.into(), message: message.into(), retryable, cost: None, usage: Vec::new(), retry_after: None }
     }
 
     /// A retryable `EXECUTION_ERROR` carrying `error` and its source chain.
@@ -116,6 +118,28 @@ impl ActivityError {
     pub fn with_usage(mut self, usage: impl IntoIterator<Item = UsageEntry>) -> Self {
         self.usage.extend(usage);
         self
+    }
+
+    /// How long to wait before the handler runs again, when its activity has local
+    /// retries (`#[activity(local_retries = N)]`): a provider's `Retry-After`, for
+    /// instance (see [`retry_after_of`]). Without it, local retries back off on their
+    /// own. The server's retries (another attempt) do not read it.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::ActivityError;
+    /// use std::time::Duration;
+    ///
+    /// let e = ActivityError::retryable("LLM_RATE_LIMITED", "429").retry_after(Duration::from_secs(2));
+    /// assert_eq!(e.retry_delay(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// The delay set with [`retry_after`](Self::retry_after).
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// The error code.
@@ -158,6 +182,9 @@ impl fmt::Debug for ActivityError {
         if !self.usage.is_empty() {
             d.field("usage", &self.usage);
         }
+        if let Some(delay) = &self.retry_after {
+            d.field("retry_after", delay);
+        }
         d.finish()
     }
 }
@@ -178,6 +205,50 @@ where
     fn from(error: E) -> Self {
         Self::from_error(&error)
     }
+}
+
+/// The delay an HTTP answer's `Retry-After` header asks for: delay-seconds (`120`) or
+/// an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, counted from now; a date in the past
+/// is no delay). `None` without the header or when it is neither.
+///
+/// ```
+/// use kruxiaflow_worker::error::retry_after_header;
+/// use std::time::Duration;
+///
+/// let mut headers = reqwest::header::HeaderMap::new();
+/// headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+/// assert_eq!(retry_after_header(&headers), Some(Duration::from_secs(3)));
+/// ```
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The `Retry-After` of a provider's answer (see [`retry_after_header`]), for
+/// [`ActivityError::retry_after`]:
+///
+/// ```no_run
+/// use kruxiaflow_worker::ActivityError;
+/// use kruxiaflow_worker::error::retry_after_of;
+///
+/// async fn call(http: &reqwest::Client) -> Result<String, ActivityError> {
+///     let response = http.get("https://llm.example.invalid/v1/chat").send().await?;
+///     if response.status() == 429 {
+///         let error = ActivityError::retryable("LLM_RATE_LIMITED", "the provider answered 429");
+///         return Err(match retry_after_of(&response) {
+///             Some(delay) => error.retry_after(delay),
+///             None => error,
+///         });
+///     }
+///     Ok(response.text().await?)
+/// }
+/// ```
+pub fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
+    retry_after_header(response.headers())
 }
 
 /// Why the worker could not run, or did not end cleanly.

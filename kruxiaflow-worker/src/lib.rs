@@ -57,11 +57,13 @@ pub mod context;
 pub mod error;
 pub mod files;
 mod future;
+mod local_retry;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod macro_support;
 mod names;
 mod protocol;
+pub mod rate_limit;
 mod registry;
 mod report;
 mod result;
@@ -77,6 +79,7 @@ pub use client::RetryPolicy;
 pub use config::{ConfigError, Credentials, WorkerConfig};
 pub use context::{ActivityContext, CancelReason};
 pub use error::{ActivityError, WorkerError};
+pub use local_retry::LocalRetry;
 pub use protocol::{OutputDefinition, OutputType, UsageEntry};
 pub use registry::{ActivityRegistry, RegistryError};
 pub use result::{ActivityOutput, ActivityResult, Spend};
@@ -126,6 +129,7 @@ pub mod __testing {
     use std::sync::Arc;
 
     use crate::context::{ActivityContext, ActivityInfo, CancelReason, ContextBackend};
+    use crate::rate_limit::RateLimit;
     use crate::stream::{StreamEnd, TokenStream};
 
     /// Cancels an attempt, as the worker does on a timeout, a shutdown or a lost lease.
@@ -133,15 +137,21 @@ pub mod __testing {
         ctx.cancel(reason);
     }
 
-    /// A context whose stream sends to `sink` when the activity opted in.
+    /// A context whose stream sends to `sink` when the activity opted in, with the
+    /// rate limits `limits`.
     pub fn context_with_stream(
         info: ActivityInfo,
         backend: Arc<dyn ContextBackend>,
         sink: Arc<dyn StreamSink>,
+        limits: &[(String, RateLimit)],
     ) -> ActivityContext {
         let stream =
             if crate::stream::opted_in(&info.settings) { TokenStream::to(sink) } else { TokenStream::disabled() };
-        ActivityContext::with_stream(info, backend, stream)
+        let mut rate_limits = crate::rate_limit::RateLimits::default();
+        for (name, limit) in limits {
+            rate_limits.insert(name, *limit);
+        }
+        ActivityContext::with_stream(info, backend, stream, Arc::new(rate_limits))
     }
 
     /// The step record: where it is, what an earlier attempt left, what a run left
@@ -151,8 +161,11 @@ pub mod __testing {
     /// The steps the attempt of `ctx` took, in order: `true` for one that ran, `false`
     /// for one skipped.
     pub fn steps_taken(ctx: &ActivityContext) -> Vec<(String, bool)> {
-        crate::steps::inspect::taken(ctx.journal())
+        ctx.used_journal().map(crate::steps::inspect::taken).unwrap_or_default()
     }
+
+    /// Runs a handler as an attempt does, with its local retries.
+    pub use crate::local_retry::run as run_with_local_retries;
 
     /// The end message a worker sends to an active stream before `report`.
     pub fn stream_end(report: Option<&Report>) -> Option<StreamEnd> {

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+
 use crate::activity::{Activity, DynActivity};
 use crate::names::is_identifier;
 
@@ -37,7 +39,16 @@ pub struct ActivityRegistry {
 struct Entry {
     worker: String,
     name: String,
-    activity: Arc<dyn DynActivity>,
+    handler: Handler,
+}
+
+/// A registered activity as attempts run it.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) activity: Arc<dyn DynActivity>,
+    /// Its `max_concurrency`, shared by the attempts of this registry's worker.
+    pub(crate) cap: Option<Arc<Semaphore>>,
+    pub(crate) local_retries: u32,
 }
 
 /// An activity could not be registered.
@@ -93,7 +104,12 @@ impl ActivityRegistry {
             return Err(RegistryError::Duplicate { worker: worker.to_owned(), name });
         }
         names.insert(name.clone(), self.entries.len());
-        self.entries.push(Entry { worker: worker.to_owned(), name, activity: Arc::new(activity) });
+        let handler = Handler {
+            cap: activity.max_concurrency().map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            local_retries: activity.local_retries(),
+            activity: Arc::new(activity),
+        };
+        self.entries.push(Entry { worker: worker.to_owned(), name, handler });
         Ok(self)
     }
 
@@ -123,8 +139,8 @@ impl ActivityRegistry {
         self.entries.is_empty()
     }
 
-    pub(crate) fn get(&self, worker: &str, name: &str) -> Option<Arc<dyn DynActivity>> {
-        self.index.get(worker)?.get(name).map(|&i| Arc::clone(&self.entries[i].activity))
+    pub(crate) fn get(&self, worker: &str, name: &str) -> Option<&Handler> {
+        self.index.get(worker)?.get(name).map(|&i| &self.entries[i].handler)
     }
 
     /// `(worker type, name)` of every activity, in registration order.

@@ -10,6 +10,7 @@ mod outbox;
 mod sender;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -53,16 +54,23 @@ pub(crate) use sender::{Failure, StreamDriver, StreamTransport};
 #[derive(Clone)]
 pub struct TokenStream {
     sink: Option<Arc<dyn StreamSink>>,
+    /// Text was queued: subscribers may have it, and cannot take it back.
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl TokenStream {
     /// A stream that sends nothing: what activities that did not opt in get.
     pub(crate) fn disabled() -> Self {
-        Self { sink: None }
+        Self { sink: None, sent: None }
     }
 
     pub(crate) fn to(sink: Arc<dyn StreamSink>) -> Self {
-        Self { sink: Some(sink) }
+        Self { sink: Some(sink), sent: Some(Arc::default()) }
+    }
+
+    /// Whether any text was queued (a local retry would send the answer twice).
+    pub(crate) fn has_sent(&self) -> bool {
+        self.sent.as_ref().is_some_and(|sent| sent.load(Ordering::Relaxed))
     }
 
     /// Queues `text` for the activity's subscribers. Never blocks, never fails; costs
@@ -72,6 +80,9 @@ impl TokenStream {
         if let Some(sink) = &self.sink {
             let text = text.into();
             if !text.is_empty() {
+                if let Some(sent) = &self.sent {
+                    sent.store(true, Ordering::Relaxed);
+                }
                 sink.send(text);
             }
         }

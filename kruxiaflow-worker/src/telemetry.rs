@@ -25,6 +25,10 @@ pub(crate) const REPORTS_PENDING: &str = "kruxiaflow_worker_reports_pending";
 pub(crate) const HEARTBEATS: &str = "kruxiaflow_worker_heartbeats_total";
 pub(crate) const COST_USD: &str = "kruxiaflow_worker_cost_usd_total";
 pub(crate) const LLM_TOKENS: &str = "kruxiaflow_worker_llm_tokens_total";
+pub(crate) const RATE_LIMIT_WAIT: &str = "kruxiaflow_worker_rate_limit_wait_seconds";
+pub(crate) const RATE_LIMIT_WAITING: &str = "kruxiaflow_worker_rate_limit_waiting";
+pub(crate) const LOCAL_RETRIES: &str = "kruxiaflow_worker_local_retries_total";
+pub(crate) const CONCURRENCY_WAITING: &str = "kruxiaflow_worker_concurrency_waiting";
 
 /// Renders what the built-in recorder holds as Prometheus text.
 #[cfg(feature = "prometheus")]
@@ -120,6 +124,35 @@ fn describe() {
         "US dollars reported explicitly with results (usage priced by the server is not included)"
     );
     describe_counter!(LLM_TOKENS, "LLM tokens reported in usage entries, by kind: input or output");
+    describe_histogram!(RATE_LIMIT_WAIT, Unit::Seconds, "Time an acquisition waited for its rate limit, by limit");
+    describe_gauge!(RATE_LIMIT_WAITING, "Acquisitions waiting for their rate limit now, by limit");
+    describe_counter!(LOCAL_RETRIES, "Handlers run again inside their attempt after a retryable error, by code");
+    describe_gauge!(
+        CONCURRENCY_WAITING,
+        "Attempts waiting for their activity's max_concurrency (holding their slot and lease)"
+    );
+}
+
+/// An acquisition of rate limit `limit` starts (`1.0`) or stops (`-1.0`) waiting.
+pub(crate) fn rate_limit_waiting(limit: &str, delta: f64) {
+    gauge!(RATE_LIMIT_WAITING, "limit" => limit.to_owned()).increment(delta);
+}
+
+/// An acquisition of rate limit `limit` was granted after `waited`.
+pub(crate) fn rate_limit_waited(limit: &str, waited: Duration) {
+    histogram!(RATE_LIMIT_WAIT, "limit" => limit.to_owned()).record(waited.as_secs_f64());
+}
+
+/// A handler of `worker.activity` runs again in its attempt after an error `code`.
+pub(crate) fn local_retry(worker: &str, activity: &str, code: &str) {
+    counter!(LOCAL_RETRIES, "worker" => worker.to_owned(), "activity" => activity.to_owned(), "code" => code.to_owned())
+        .increment(1);
+}
+
+/// An attempt of `worker.activity` starts (`1.0`) or stops (`-1.0`) waiting for the
+/// activity's `max_concurrency`.
+pub(crate) fn concurrency_waiting(worker: &str, activity: &str, delta: f64) {
+    gauge!(CONCURRENCY_WAITING, "worker" => worker.to_owned(), "activity" => activity.to_owned()).increment(delta);
 }
 
 /// How an attempt ended, as far as the server knows.

@@ -29,6 +29,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::client::{ApiClient, HttpCustomizer, Pools, RetryPolicy, build_pools};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
+use crate::rate_limit::{RateLimit, RateLimits};
 use crate::registry::ActivityRegistry;
 use crate::telemetry::{self, WorkerMetrics};
 
@@ -64,6 +65,7 @@ pub struct WorkerManager {
     retry: RetryPolicy,
     http: Option<HttpCustomizer>,
     handle: WorkerHandle,
+    rate_limits: RateLimits,
 }
 
 /// A running worker, its parts each given only what they use: the pollers their
@@ -92,7 +94,33 @@ struct Running {
 impl WorkerManager {
     /// A worker for `registry`, configured by `config`.
     pub fn new(config: WorkerConfig, registry: ActivityRegistry) -> Self {
-        Self { config, registry, retry: RetryPolicy::default(), http: None, handle: WorkerHandle::new() }
+        Self {
+            config,
+            registry,
+            retry: RetryPolicy::default(),
+            http: None,
+            handle: WorkerHandle::new(),
+            rate_limits: RateLimits::default(),
+        }
+    }
+
+    /// Registers the rate limit `name` (replacing one of the same name), for the
+    /// activities of this worker to acquire with
+    /// [`ctx.rate_limit(name)`](crate::ActivityContext::rate_limit). A limit is per worker
+    /// process: give each of `n` replicas `1/n` of a provider's quota.
+    ///
+    /// ```
+    /// use kruxiaflow_worker::prelude::*;
+    /// use kruxiaflow_worker::rate_limit::RateLimit;
+    ///
+    /// let manager = WorkerManager::new(WorkerConfig::new("http://localhost:8080"), ActivityRegistry::new())
+    ///     .rate_limit("openai-rpm", RateLimit::per_minute(500))
+    ///     .rate_limit("openai-tpm", RateLimit::per_minute(200_000));
+    /// # drop(manager);
+    /// ```
+    pub fn rate_limit(mut self, name: &str, limit: RateLimit) -> Self {
+        self.rate_limits.insert(name, limit);
+        self
     }
 
     /// Replaces the backoff used for transient HTTP failures.
@@ -215,7 +243,11 @@ impl WorkerManager {
             self.config.worker_id.clone(),
             Handle::current(),
         ));
-        let slots = Arc::new(slots::Slots::new(self.config.max_concurrent_activities, Arc::clone(&metrics)));
+        let slots = Arc::new(slots::Slots::new(
+            self.config.max_concurrent_activities,
+            &self.config.max_activities_by_type,
+            Arc::clone(&metrics),
+        ));
         let worker_types = self.registry.worker_types();
         let health = Arc::new(Health::new(&worker_types, self.handle.phase().subscribe()));
         let execution = Arc::new(attempt::Execution {
@@ -229,6 +261,7 @@ impl WorkerManager {
         });
         let intake = intake::Intake {
             execution,
+            rate_limits: Arc::new(self.rate_limits),
             config: self.config.clone(),
             client: client.clone(),
             control: Handle::current(),

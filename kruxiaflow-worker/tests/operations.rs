@@ -15,16 +15,20 @@ mod support;
 use support::{config, get, held, listener, parse, still, until, value};
 
 /// Every metric family the worker exports, as the README's table lists them.
-const FAMILIES: [&str; 12] = [
+const FAMILIES: [&str; 16] = [
     "kruxiaflow_worker_activities_finished_total",
     "kruxiaflow_worker_activities_in_flight",
     "kruxiaflow_worker_activities_started_total",
     "kruxiaflow_worker_activity_duration_seconds",
+    "kruxiaflow_worker_concurrency_waiting",
     "kruxiaflow_worker_cost_usd_total",
     "kruxiaflow_worker_heartbeats_total",
     "kruxiaflow_worker_llm_tokens_total",
+    "kruxiaflow_worker_local_retries_total",
     "kruxiaflow_worker_poll_duration_seconds",
     "kruxiaflow_worker_polls_total",
+    "kruxiaflow_worker_rate_limit_wait_seconds",
+    "kruxiaflow_worker_rate_limit_waiting",
     "kruxiaflow_worker_reports_pending",
     "kruxiaflow_worker_rpc_retries_total",
     "kruxiaflow_worker_slots_free",
@@ -66,14 +70,31 @@ async fn slow(ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
     Ok(ActivityResult::value("ok", true))
 }
 
+/// One at a time; acquires the rate limit `ops-rps`, and fails its first try with a
+/// retryable error it retries in the attempt.
+#[activity(max_concurrency = 1, local_retries = 1)]
+async fn limited(ctx: &ActivityContext) -> Result<ActivityResult, ActivityError> {
+    // A whole period's worth each time: four tries take longer than the runs leave
+    // the bucket to fill, so some of them wait.
+    ctx.rate_limit("ops-rps").acquire(100).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if ctx.spend_snapshot().cost.is_none() {
+        ctx.add_cost(dec!(0.01));
+        return Err(ActivityError::retryable("BUSY", "try again").retry_after(Duration::from_millis(1)));
+    }
+    Ok(ActivityResult::value("ok", true))
+}
+
 fn registry(worker: &str) -> ActivityRegistry {
     let mut registry = ActivityRegistry::new();
     registry.register(paid, worker).register(refuse, worker).register(slow, worker).register(held, worker);
+    registry.register(limited, worker);
     registry
 }
 
 fn start(server: &FakeServer, worker: &str) -> (WorkerHandle, tokio::task::JoinHandle<Result<(), WorkerError>>) {
-    let manager = WorkerManager::new(config(server, worker), registry(worker));
+    let manager = WorkerManager::new(config(server, worker), registry(worker))
+        .rate_limit("ops-rps", kruxiaflow_worker::rate_limit::RateLimit::per(100, Duration::from_millis(200)));
     let handle = manager.handle();
     (handle, tokio::spawn(manager.run(std::future::pending())))
 }
@@ -87,6 +108,7 @@ async fn metrics_count_completions_failures_a_lost_lease_retries_spend_and_polls
     let paid_id = server.enqueue(NewActivity::new(worker, "paid").retry(once()));
     let refuse_id = server.enqueue(NewActivity::new(worker, "refuse").retry(once()));
     let slow_id = server.enqueue(NewActivity::new(worker, "slow").retry(once()));
+    let limited_ids = [(); 2].map(|()| server.enqueue(NewActivity::new(worker, "limited").retry(once())));
     server.faults().inject(Endpoint::Poll, Fault::Status(500), 1);
     server.faults().inject(Endpoint::Complete, Fault::Status(503), 1);
 
@@ -94,6 +116,9 @@ async fn metrics_count_completions_failures_a_lost_lease_retries_spend_and_polls
     let base = listener(&handle).await;
     server.wait_for_timeout(paid_id, Duration::from_secs(10)).await.expect("paid settles");
     server.wait_for_timeout(refuse_id, Duration::from_secs(10)).await.expect("refuse settles");
+    for id in limited_ids {
+        server.wait_for_timeout(id, Duration::from_secs(10)).await.expect("limited settles").expect_completed();
+    }
     server.wait_until(Duration::from_secs(10), || server.running_activities().contains(&slow_id).then_some(())).await;
     assert!(server.reassign(slow_id));
     RELEASE_SLOW.notify_one();
@@ -118,6 +143,14 @@ async fn metrics_count_completions_failures_a_lost_lease_retries_spend_and_polls
     run.await.unwrap().unwrap();
 
     let started = "kruxiaflow_worker_activities_started_total";
+    assert_eq!(value(&samples, started, &[("worker", worker), ("activity", "limited")]), 2.0);
+    let capped = [("worker", worker), ("activity", "limited")];
+    let retries = [capped[0], capped[1], ("code", "BUSY")];
+    assert_eq!(value(&samples, "kruxiaflow_worker_local_retries_total", &retries), 2.0);
+    assert_eq!(value(&samples, "kruxiaflow_worker_concurrency_waiting", &capped), 0.0, "the second waited, then ran");
+    let rps = [("limit", "ops-rps")];
+    assert_eq!(value(&samples, "kruxiaflow_worker_rate_limit_wait_seconds_count", &rps), 4.0, "two tries each");
+    assert_eq!(value(&samples, "kruxiaflow_worker_rate_limit_waiting", &rps), 0.0);
     for activity in ["paid", "refuse", "slow"] {
         assert_eq!(value(&samples, started, &[("worker", worker), ("activity", activity)]), 1.0, "{activity}");
     }

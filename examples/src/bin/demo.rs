@@ -6,9 +6,11 @@
 //! ```
 //!
 //! It enqueues every sample of the Python guide (its inputs, expecting its exact
-//! outputs), then the SDK's own examples, one activity with bad parameters, and an
-//! `llm_chat` answer streamed from a local stand-in model to a WebSocket subscriber;
-//! runs a worker over them, prints how each ended and what the subscriber saw, and
+//! outputs), then the SDK's own examples, one activity with bad parameters, an
+//! `llm_chat` answer streamed from a local stand-in model to a WebSocket subscriber,
+//! an `llm_chat` call to a model that first answers 429 (waited out in the attempt),
+//! and a `research` activity whose paid durable steps its retry skips; runs a worker
+//! over them, prints how each ended and what the subscriber saw, and
 //! exits 0 when every outcome is the expected one.
 #![forbid(unsafe_code)]
 
@@ -16,9 +18,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kruxiaflow_worker::prelude::*;
+use kruxiaflow_worker::rate_limit::RateLimit;
 use kruxiaflow_worker_examples::guide::{self, Surroundings};
 use kruxiaflow_worker_examples::llm_chat::stand_in::{Answer, Reply, StandInModel};
-use kruxiaflow_worker_examples::llm_chat::{ChatDefaults, LlmChat};
+use kruxiaflow_worker_examples::llm_chat::{ChatDefaults, LlmChat, REQUESTS_LIMIT};
 use kruxiaflow_worker_examples::{class_based, complete, context, decorators, durable, files, quickstart, results};
 use kruxiaflow_worker_testing::{
     FakeServer, NewActivity, Outcome, Received, RetrySettings, StreamFrame, StreamSubscriber,
@@ -49,7 +52,10 @@ fn case(name: &str, params: Value, expect: Box<dyn Fn(&Outcome) -> bool>) -> Cas
 /// What the stand-in model answers `llm_chat` in the demo.
 const STORY: &str = "Once upon a time, a worker streamed every word to whoever was watching.";
 
-fn cases(around: &Surroundings, model_url: &str) -> Vec<Case> {
+/// What the busy stand-in model answers once it takes the request.
+const BUSY_ANSWER: &str = "Not any more.";
+
+fn cases(around: &Surroundings, (model_url, busy_model_url): (&str, &str)) -> Vec<Case> {
     // The guide's samples first, each with its exact outputs and cost...
     let guide = guide::samples(around).into_iter().map(|sample| Case {
         activity: sample.activity.retry(RetrySettings::attempts(1)),
@@ -83,6 +89,14 @@ fn cases(around: &Surroundings, model_url: &str) -> Vec<Case> {
                 .retry(RetrySettings::attempts(1)),
             expect: completed(|o| o["text"] == STORY),
         },
+        // A model over its limit answers 429 with Retry-After: the attempt waits it out
+        // and asks again, claimed once, completed once.
+        Case {
+            activity: NewActivity::new("rust", "llm_chat")
+                .params(json!({"prompt": "Are you busy?", "base_url": busy_model_url, "model": "stand-in-1"}))
+                .retry(RetrySettings::attempts(1)),
+            expect: Box::new(|o| o.completed().is_some_and(|c| c.output["text"] == BUSY_ANSWER && c.attempts == 1)),
+        },
         // Two paid steps, then a publish step that fails once: the retry skips the paid
         // steps, and their spend is reported once, with the failure.
         Case {
@@ -108,7 +122,7 @@ fn registry(worker: &str) -> ActivityRegistry {
     complete::register(&mut registry, worker);
     durable::register(&mut registry, worker);
     // Only what the activity's parameters say: no key from this shell goes anywhere.
-    registry.register(LlmChat::new(ChatDefaults::from_lookup(|_| None)), worker);
+    registry.register(LlmChat::new(ChatDefaults::from_lookup(|_| None)).limited_by(REQUESTS_LIMIT), worker);
     registry
 }
 
@@ -188,6 +202,14 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    let busy = vec![Reply::RateLimited { retry_after_secs: 1 }, Reply::Stream(Answer::words(BUSY_ANSWER))];
+    let busy_model = match StandInModel::start(busy).await {
+        Ok(model) => model,
+        Err(error) => {
+            eprintln!("cannot start the busy stand-in model: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let workflow_id = uuid::Uuid::now_v7();
     server.files().seed(workflow_id, "upstream", "input.txt", guide::INPUT_FILE_TEXT.as_bytes(), Some("text/plain"));
     let around =
@@ -196,7 +218,7 @@ async fn main() -> ExitCode {
     let config = WorkerConfig { poll_interval: Duration::from_millis(20), ..WorkerConfig::new(server.url()) };
     let registry = registry(&config.worker);
     println!("fake server at {}; worker registered {} activities\n", server.url(), registry.len());
-    let cases: Vec<(Case, uuid::Uuid)> = cases(&around, model.base_url())
+    let cases: Vec<(Case, uuid::Uuid)> = cases(&around, (model.base_url(), busy_model.base_url()))
         .into_iter()
         .map(|case| {
             let id = server.enqueue(case.activity.clone());
@@ -213,7 +235,7 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    let manager = WorkerManager::new(config, registry);
+    let manager = WorkerManager::new(config, registry).rate_limit(REQUESTS_LIMIT, RateLimit::per_second(20));
     let handle = manager.handle();
     let worker = tokio::spawn(manager.run(std::future::pending()));
     server.wait_until_idle().await;
@@ -233,6 +255,10 @@ async fn main() -> ExitCode {
             if ok { "yes" } else { "NO" }
         );
     }
+    let asked = busy_model.received().len();
+    println!(
+        "llm_chat's busy model answered 429 with Retry-After: 1, then the answer: asked {asked} times in one attempt"
+    );
     let research = cases.iter().find(|(case, _)| case.activity.activity_name == "research").map(|(_, id)| *id);
     let durable = describe_retry(&server, research.expect("the demo runs research"));
     let stored = server.files().all().iter().any(|f| f.filename == "result.txt");
@@ -248,7 +274,7 @@ async fn main() -> ExitCode {
         }
     };
     match stopped {
-        Ok(Ok(())) if all_as_expected && stored && streamed && durable => {
+        Ok(Ok(())) if all_as_expected && stored && streamed && durable && asked == 2 => {
             println!("every activity ended as expected");
             ExitCode::SUCCESS
         }

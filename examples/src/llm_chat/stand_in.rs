@@ -22,6 +22,12 @@ pub enum Reply {
     Stream(Answer),
     /// An error status with an OpenAI-style error body.
     Status(u16, String),
+    /// `429 Too Many Requests` with `Retry-After` (whole seconds), as a provider
+    /// answers a client over its limit.
+    RateLimited {
+        /// The `Retry-After` header's seconds.
+        retry_after_secs: u64,
+    },
 }
 
 /// A streamed answer: its pieces, then (unless cut) the usage chunk and `[DONE]`.
@@ -137,6 +143,11 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(body):
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = json!({"error": {"message": message, "type": "stand_in_error"}});
             (status, Json(body)).into_response()
+        }
+        Some(Reply::RateLimited { retry_after_secs }) => {
+            let body = json!({"error": {"message": "Rate limit reached for requests", "type": "requests"}});
+            let retry_after = [(header::RETRY_AFTER, retry_after_secs.to_string())];
+            (StatusCode::TOO_MANY_REQUESTS, retry_after, Json(body)).into_response()
         }
         Some(Reply::Stream(answer)) => {
             let events = futures_util::stream::unfold((answer, 0usize, model), next_event);

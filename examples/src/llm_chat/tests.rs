@@ -1,5 +1,7 @@
 //! `llm_chat` against the stand-in model, through a `MockContext`.
 
+use std::time::Duration;
+
 use kruxiaflow_worker::stream::StreamEnd;
 use kruxiaflow_worker_testing::{LogLevel, MockContext};
 use serde_json::json;
@@ -96,8 +98,8 @@ async fn an_answer_cut_off_without_done_fails_retryably() {
     );
 }
 
-#[tokio::test]
-async fn rate_limits_and_server_errors_are_retryable_refusals_are_not() {
+#[test]
+fn rate_limits_and_server_errors_are_retryable_refusals_are_not() {
     let cases = [
         (429, "Rate limit reached", "LLM_RATE_LIMITED", true),
         (503, "overloaded", "LLM_UNAVAILABLE", true),
@@ -105,13 +107,64 @@ async fn rate_limits_and_server_errors_are_retryable_refusals_are_not() {
         (400, "model not found", "LLM_REQUEST_REFUSED", false),
     ];
     for (status, message, code, retryable) in cases {
-        let model = model(vec![Reply::Status(status, message.to_owned())]).await;
-        let mock = mock();
-        let error = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+        let body = json!({"error": {"message": message}}).to_string();
+        let error = refused("http://model/v1/chat/completions", status, &body);
         assert_eq!((error.code(), error.is_retryable()), (code, retryable), "{status}");
-        assert_eq!(error.message(), format!("{}/chat/completions answered {status}: {message}", model.base_url()));
-        assert_eq!(mock.streamed().increments, []);
+        assert_eq!(error.message(), format!("http://model/v1/chat/completions answered {status}: {message}"));
     }
+}
+
+#[tokio::test]
+async fn a_refusal_is_not_retried_and_leaves_the_stream_empty() {
+    let model = model(vec![Reply::Status(401, "Incorrect API key provided".to_owned())]).await;
+    let mock = mock();
+    let error = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+    assert_eq!((error.code(), error.is_retryable()), ("LLM_UNAUTHORIZED", false));
+    assert_eq!(model.received().len(), 1);
+    assert_eq!(mock.local_retries(), []);
+    assert_eq!(mock.streamed().increments, []);
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_in_the_attempt_as_its_retry_after_says() {
+    let model = model(vec![
+        Reply::RateLimited { retry_after_secs: 0 },
+        Reply::RateLimited { retry_after_secs: 0 },
+        Reply::Stream(Answer::words(ANSWER)),
+    ])
+    .await;
+    let mock = mock();
+    let result = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap();
+    assert_eq!(result.output("text"), Some(&json!(ANSWER)));
+    assert_eq!(model.received().len(), 3, "two refused requests, then the answer");
+    let retries = mock.local_retries();
+    let retries: Vec<(&str, Duration)> = retries.iter().map(|r| (r.error.code(), r.delay)).collect();
+    assert_eq!(retries, [("LLM_RATE_LIMITED", Duration::ZERO); 2], "the Retry-After, not a backoff");
+    assert_eq!(mock.streamed().text(), ANSWER, "the answer once");
+}
+
+#[tokio::test]
+async fn an_answer_that_failed_after_streaming_is_not_retried_in_the_attempt() {
+    let answer = Answer::words(ANSWER).stopping_after(2, Stop::Error("the GPU fell over".into()));
+    let model = model(vec![Reply::Stream(answer), Reply::Stream(Answer::words(ANSWER))]).await;
+    let mock = mock();
+    let error = mock.run(&chat(), json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+    assert_eq!(error.code(), "LLM_STREAM_ERROR");
+    assert_eq!(model.received().len(), 1, "a watcher saw part of an answer: no second one in this attempt");
+    assert_eq!(mock.local_retries(), []);
+}
+
+#[tokio::test]
+async fn requests_acquire_the_workers_rate_limit_first() {
+    let model = model(vec![Reply::Stream(Answer::words("ok"))]).await;
+    let mock = MockContext::builder("rust", "llm_chat").build();
+    let limited = chat().limited_by(REQUESTS_LIMIT);
+    let error = mock.run(&limited, json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap_err();
+    assert_eq!(error.code(), "RATE_LIMIT_UNKNOWN", "a limit the worker never registered");
+    assert_eq!(model.received().len(), 0);
+    let mock = MockContext::builder("rust", "llm_chat").rate_limit(REQUESTS_LIMIT, RateLimit::per_second(1000)).build();
+    mock.run(&limited, json!({"prompt": "hi", "base_url": model.base_url()})).await.unwrap();
+    assert_eq!(model.received().len(), 1);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use crate::errors::Errors;
 use crate::naming::check_name;
 use crate::validate;
 
-const OPTIONS: &[&str] = &["name", "output", "crate"];
+const OPTIONS: &[&str] = &["name", "output", "crate", "max_concurrency", "local_retries"];
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -51,7 +51,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         // Otherwise the type and an `Activity` impl are still emitted (as thiserror's
         // fallback does), so code that registers the activity compiles and the one
         // mistake is the only error.
-        let fallback = fallback(&activity, &name, &rt);
+        let fallback = fallback(&activity, &options, &name, &rt);
         return quote!(#fallback #errors);
     }
     let unit_type = unit_type(&activity);
@@ -113,7 +113,7 @@ fn typed_body(activity: &ActivityFn) -> TokenStream {
 /// convert what it returned.
 fn activity_impl(activity: &ActivityFn, options: &Options, name: &str, rt: &TokenStream) -> TokenStream {
     let ident = &activity.item.sig.ident;
-    let identity = super::identity_methods(name, activity.description());
+    let identity = super::identity_methods(name, activity.description(), options);
     // Spanned at the user's type, so a type that cannot be decoded is reported there.
     let decode = match activity.params_type() {
         Some(ty) => {
@@ -164,10 +164,10 @@ fn future_type(ident: &syn::Ident, rt: &TokenStream) -> TokenStream {
 
 /// What is emitted for a function with mistakes: the unit type and an `Activity` impl
 /// that is never run (the crate does not compile), without the user's body.
-fn fallback(activity: &ActivityFn, name: &str, rt: &TokenStream) -> TokenStream {
+fn fallback(activity: &ActivityFn, options: &Options, name: &str, rt: &TokenStream) -> TokenStream {
     let ident = &activity.item.sig.ident;
     let unit_type = unit_type(activity);
-    let identity = super::identity_methods(name, activity.description());
+    let identity = super::identity_methods(name, activity.description(), options);
     let returned = future_type(ident, rt);
     quote! {
         #unit_type

@@ -10,7 +10,7 @@ use crate::attr::{from_attributes, runtime_path};
 use crate::errors::Errors;
 use crate::naming::{check_name, snake_case};
 
-const OPTIONS: &[&str] = &["name", "crate"];
+const OPTIONS: &[&str] = &["name", "crate", "max_concurrency", "local_retries"];
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let input: DeriveInput = match syn::parse2(input) {
@@ -31,7 +31,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         }
     };
     let rt = runtime_path(&options.krate);
-    let identity = super::identity_methods(&name, description(&input.attrs));
+    let identity = super::identity_methods(&name, description(&input.attrs), &options);
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
     let mut where_clause = where_clause.cloned().unwrap_or_else(|| parse_quote!(where));
     where_clause.predicates.push(parse_quote!(Self: #rt::Execute));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kruxiaflow_worker::__testing::{earlier_record, record_file};
 use kruxiaflow_worker::context::ActivityInfo;
 use kruxiaflow_worker::files::FileReference;
+use kruxiaflow_worker::rate_limit::RateLimit;
 use kruxiaflow_worker::{OutputDefinition, OutputType};
 use serde_json::Value;
 use uuid::Uuid;
@@ -40,6 +41,7 @@ pub struct MockContextBuilder {
     cancel_after: Option<Duration>,
     timeout: Duration,
     earlier: Option<EarlierAttempt>,
+    rate_limits: Vec<(String, RateLimit)>,
 }
 
 /// A worker's execution timeout for an activity the server sends without one
@@ -55,6 +57,7 @@ impl MockContextBuilder {
             cancel_after: None,
             timeout: DEFAULT_TIMEOUT,
             earlier: None,
+            rate_limits: Vec::new(),
         }
     }
 
@@ -150,9 +153,19 @@ impl MockContextBuilder {
     }
 
     /// The attempt's execution timeout (300 s by default, as a worker's for an
-    /// activity without `timeout_seconds`), which a `TIMEOUT` failure names.
+    /// activity without `timeout_seconds`), which a `TIMEOUT` failure names; the
+    /// context's [`deadline`](kruxiaflow_worker::ActivityContext::deadline) is this long
+    /// after [`build`](Self::build), as a worker's is after the claim.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Registers the rate limit `name`, as
+    /// [`WorkerManager::rate_limit`](kruxiaflow_worker::WorkerManager::rate_limit)
+    /// does on a worker.
+    pub fn rate_limit(mut self, name: &str, limit: RateLimit) -> Self {
+        self.rate_limits.push((name.to_owned(), limit));
         self
     }
 
@@ -164,15 +177,16 @@ impl MockContextBuilder {
     }
 
     /// The context, fixed from now on.
-    pub fn build(self) -> MockContext {
+    pub fn build(mut self) -> MockContext {
+        self.info.deadline = Some(tokio::time::Instant::now() + self.timeout);
         if let Some(earlier) = &self.earlier {
             let bytes = earlier_record(whose(&self.info), &earlier.steps, earlier.checkpoint.clone(), earlier.reported);
             self.backend.records().insert(record_file(whose(&self.info)), bytes);
         }
         MockContext::from_parts(
             self.info,
-            Arc::new(self.backend),
-            Arc::new(MockStream::new(self.subscribers)),
+            (Arc::new(self.backend), Arc::new(MockStream::new(self.subscribers))),
+            &self.rate_limits,
             (self.cancel_after, self.timeout),
         )
     }

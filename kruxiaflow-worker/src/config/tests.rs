@@ -215,6 +215,32 @@ fn durations_are_float_seconds() {
 }
 
 #[test]
+fn pools_by_worker_type_come_from_one_list_variable() {
+    let config = config_from(&[(env::MAX_ACTIVITIES_BY_TYPE, " llm=8, ocr-gpu=2 ,")]).unwrap();
+    let pools: Vec<(&str, usize)> = config.max_activities_by_type.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(pools, [("llm", 8), ("ocr-gpu", 2)]);
+    let expected = "type=count pairs separated by commas, such as llm=8,ocr-gpu=2";
+    for bad in ["llm", "llm=eight", "llm=-1"] {
+        assert_eq!(
+            error_text(&[(env::MAX_ACTIVITIES_BY_TYPE, bad)]),
+            format!("KRUXIAFLOW_WORKER_MAX_ACTIVITIES_BY_TYPE must be {expected}, got {bad:?}")
+        );
+    }
+    assert_eq!(
+        error_text(&[(env::MAX_ACTIVITIES_BY_TYPE, "llm=0")]),
+        "KRUXIAFLOW_WORKER_MAX_ACTIVITIES_BY_TYPE must be counts from 1 to 100000, got \"llm=0\""
+    );
+    assert_eq!(
+        error_text(&[(env::MAX_ACTIVITIES_BY_TYPE, "llm=1,llm=2")]),
+        "KRUXIAFLOW_WORKER_MAX_ACTIVITIES_BY_TYPE must be each worker type once, got \"llm=1,llm=2\""
+    );
+    assert_eq!(
+        error_text(&[(env::MAX_ACTIVITIES_BY_TYPE, "gpu.render=2")]),
+        "KRUXIAFLOW_WORKER_MAX_ACTIVITIES_BY_TYPE must be worker types of letters, digits, '_' and '-', got \"gpu.render\""
+    );
+}
+
+#[test]
 fn code_built_config_is_validated_by_field_name() {
     let config = WorkerConfig { max_concurrent_activities: 0, ..WorkerConfig::default() };
     assert_eq!(

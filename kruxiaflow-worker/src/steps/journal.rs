@@ -248,6 +248,12 @@ impl Journal {
         }
     }
 
+    /// The handler runs again in this attempt (a local retry): its steps' names are
+    /// free again, and the steps it completed are skipped without reading the server.
+    pub(crate) fn next_try(&self) {
+        self.shared.state().names.clear();
+    }
+
     /// Writes nothing more: another attempt owns the record now.
     pub(crate) fn stop(&self) {
         self.shared.state().stopped = true;

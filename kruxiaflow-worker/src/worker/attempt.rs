@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::conclude;
@@ -17,9 +18,10 @@ use super::in_flight::{AttemptState, Registration};
 use super::slots::{Slot, Slots};
 use crate::context::{ActivityContext, CancelReason};
 use crate::error::{ActivityError, codes};
+use crate::local_retry;
 use crate::registry::ActivityRegistry;
 use crate::settle::{Ending, HandlerOutcome, settle};
-use crate::telemetry::WorkerMetrics;
+use crate::telemetry::{self, WorkerMetrics};
 
 /// What running attempts need: their handlers, slots, report delivery and metrics.
 pub(super) struct Execution {
@@ -114,25 +116,24 @@ impl Attempt {
         let lease = &self.state.lease;
         let deadline = self.deadline;
         if self.slot.is_none() {
-            tokio::select! {
-                biased;
-                _ = ctx.cancelled() => return HandlerOutcome::NotStarted,
-                () = lease.lost() => {
-                    ctx.cancel(CancelReason::LeaseLost);
-                    return HandlerOutcome::NotStarted;
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    ctx.cancel(CancelReason::Timeout);
-                    return HandlerOutcome::NotStarted;
-                }
-                slot = execution.slots.acquire() => self.slot = Some(execution.slots.run_in(slot)),
-            }
+            let worker = &ctx.info().worker;
+            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
+                return HandlerOutcome::NotStarted;
+            };
+            self.slot = Some(execution.slots.run_in(slot));
         }
         let info = ctx.info();
-        let Some(activity) = execution.registry.get(&info.worker, &info.activity_name) else {
+        let Some(handler) = execution.registry.get(&info.worker, &info.activity_name) else {
             return HandlerOutcome::Returned(Err(not_found(execution, ctx)));
         };
-        let params = std::mem::take(&mut self.params);
+        // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
+        let _below_cap = match &handler.cap {
+            Some(cap) => match self.below_cap(cap).await {
+                Some(permit) => Some(permit),
+                None => return HandlerOutcome::NotStarted,
+            },
+            None => None,
+        };
         execution.metrics.started(&info.worker, &info.activity_name);
         if let Some(stream) = &self.state.stream {
             // On the worker's runtime and pool: the sender sends at once whatever the
@@ -142,21 +143,61 @@ impl Attempt {
             stream.start(&execution.control);
         }
         let _ = self.state.handler_started.set(Instant::now());
-        let mut handler = pin!(AssertUnwindSafe(activity.run_boxed(params, ctx.clone())).catch_unwind());
+        let retries = handler.local_retries;
+        let mut params = Some(std::mem::take(&mut self.params));
+        let try_once = || {
+            // A local retry runs the handler on the same parameters again.
+            let params = if retries == 0 { params.take() } else { params.clone() };
+            let run = handler.activity.run_boxed(params.unwrap_or_default(), ctx.clone());
+            AssertUnwindSafe(run).catch_unwind().map(|returned| returned.unwrap_or_else(panicked))
+        };
+        let mut handler = pin!(local_retry::run(ctx, retries, try_once, |_| {}));
         tokio::select! {
-            returned = &mut handler => return HandlerOutcome::Returned(returned.unwrap_or_else(panicked)),
+            returned = &mut handler => return HandlerOutcome::Returned(returned),
             () = tokio::time::sleep_until(deadline) => ctx.cancel(CancelReason::Timeout),
             () = lease.lost() => ctx.cancel(CancelReason::LeaseLost),
             _ = ctx.cancelled() => {}
         }
         let grace = execution.cancellation_grace;
         match tokio::time::timeout(grace, &mut handler).await {
-            Ok(returned) => HandlerOutcome::Returned(returned.unwrap_or_else(panicked)),
+            Ok(returned) => HandlerOutcome::Returned(returned),
             Err(_) => {
                 tracing::warn!(?grace, "handler did not return after cancellation; it was dropped");
                 HandlerOutcome::Aborted
             }
         }
+    }
+
+    /// Waits for `wanted` unless the attempt ends first: it is cancelled, its lease is
+    /// lost, or its deadline passes (each cancels it with its reason).
+    async fn unless_ended<T>(&self, wanted: impl Future<Output = T>) -> Option<T> {
+        let ctx = &self.ctx;
+        tokio::select! {
+            biased;
+            _ = ctx.cancelled() => None,
+            () = self.state.lease.lost() => {
+                ctx.cancel(CancelReason::LeaseLost);
+                None
+            }
+            () = tokio::time::sleep_until(self.deadline) => {
+                ctx.cancel(CancelReason::Timeout);
+                None
+            }
+            got = wanted => Some(got),
+        }
+    }
+
+    /// A place under the activity's `max_concurrency`, waited for unless the attempt
+    /// ends first.
+    async fn below_cap(&self, cap: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(cap).try_acquire_owned() {
+            return Some(permit);
+        }
+        let info = self.ctx.info();
+        telemetry::concurrency_waiting(&info.worker, &info.activity_name, 1.0);
+        let permit = self.unless_ended(Arc::clone(cap).acquire_owned()).await;
+        telemetry::concurrency_waiting(&info.worker, &info.activity_name, -1.0);
+        permit.map(|permit| permit.expect("an activity's cap is never closed"))
     }
 }
 

@@ -40,8 +40,10 @@ pub(super) async fn deliver<'r>(
     report: &'r Report,
     body: Bytes,
 ) -> Option<Cow<'r, Report>> {
-    if report.may_be_retried() {
-        reporter.unless_given_up(Box::pin(ctx.journal().flush())).await;
+    if report.may_be_retried()
+        && let Some(journal) = ctx.used_journal()
+    {
+        reporter.unless_given_up(Box::pin(journal.flush())).await;
     }
     if let Some(stream) = &state.stream {
         // Boxed: only streaming attempts pay for this future's size.

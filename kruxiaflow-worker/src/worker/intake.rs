@@ -21,8 +21,9 @@ use crate::config::WorkerConfig;
 use crate::context::{ActivityContext, ActivityInfo, Spend};
 use crate::error::{ActivityError, codes};
 use crate::protocol::PendingActivity;
+use crate::rate_limit::RateLimits;
 use crate::settle::{Ending, HandlerOutcome, LeaseState, settle};
-use crate::stream::{self, StreamDriver, StreamEnding};
+use crate::stream::{self, StreamDriver, StreamEnding, TokenStream};
 use crate::text::Escaped;
 
 /// The server's lease when an activity has no `timeout_seconds`.
@@ -37,6 +38,8 @@ const OVERDUE_MARGIN: Duration = Duration::from_secs(1);
 /// What turns poll items into running attempts.
 pub(super) struct Intake {
     pub(super) execution: Arc<Execution>,
+    /// The worker's rate limits, shared by every attempt's context.
+    pub(super) rate_limits: Arc<RateLimits>,
     pub(super) config: WorkerConfig,
     /// The worker's own traffic (heartbeats, token streams), driven by `control`.
     pub(super) client: ApiClient,
@@ -97,10 +100,8 @@ fn attempt(services: &Intake, item: PendingActivity, slot: Option<Slot>) -> Opti
         output_definitions: item.output_definitions.unwrap_or_default(),
         deadline: Some(deadline),
     };
-    let ctx = match token_stream {
-        Some(token_stream) => ActivityContext::with_stream(info, Arc::new(backend), token_stream),
-        None => ActivityContext::new(info, Arc::new(backend)),
-    };
+    let token_stream = token_stream.unwrap_or_else(TokenStream::disabled);
+    let ctx = ActivityContext::with_stream(info, Arc::new(backend), token_stream, Arc::clone(&services.rate_limits));
     let watch = Watch {
         heartbeat_every: timeouts.heartbeat,
         timeout: timeouts.execution,

@@ -43,7 +43,7 @@ pub(super) async fn poll_loop(
         let first = tokio::select! {
             biased;
             _ = phase.changed() => continue,
-            slot = services.slots.acquire() => slot,
+            slot = services.slots.acquire(&poller.worker) => slot,
         };
         let slots = poller.more_slots(first);
         // A poll in flight when a graceful shutdown starts may finish, so the
@@ -111,7 +111,7 @@ impl<'a> Poller<'a> {
         let mut slots = vec![first];
         let batch = self.services.config.poll_max_activities as usize;
         while slots.len() < batch
-            && let Some(slot) = self.services.slots.try_acquire()
+            && let Some(slot) = self.services.slots.try_acquire(&self.worker)
         {
             slots.push(slot);
         }

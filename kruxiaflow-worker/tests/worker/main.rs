@@ -8,6 +8,7 @@ mod concurrency;
 mod execution;
 mod files;
 mod hostile;
+mod limits;
 mod logs;
 mod mock_parity;
 mod production;
