@@ -38,6 +38,19 @@ pub fn init_logging() -> Result<(), WorkerError> {
     Ok(kruxiaflow_worker::logging::init()?)
 }
 
+/// Log lines as [`init_logging`] prints them, and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, traces exported there.
+pub fn init_logging_and_traces() -> Result<Option<kruxiaflow_worker::otel::Tracing>, WorkerError> {
+    let traced = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
+    if traced {
+        return kruxiaflow_worker::otel::init().map(Some).map_err(|e| WorkerError::Startup(e.to_string()));
+    }
+    init_logging()?;
+    Ok(None)
+}
+
 /// Runs `registry` as a worker configured from the environment until SIGINT/SIGTERM:
 /// what each example binary does.
 pub async fn run_from_env(register: impl FnOnce(&mut ActivityRegistry, &str)) -> Result<(), WorkerError> {
@@ -50,10 +63,14 @@ pub async fn run_from_env_with(
     register: impl FnOnce(&mut ActivityRegistry, &str),
     customize: impl FnOnce(WorkerManager) -> WorkerManager,
 ) -> Result<(), WorkerError> {
-    init_logging()?;
+    let tracing = init_logging_and_traces()?;
     let config = WorkerConfig::from_env()?;
     let mut registry = ActivityRegistry::new();
     register(&mut registry, &config.worker);
     tracing::info!(activities = ?registry.activity_types(), "registered");
-    customize(WorkerManager::new(config, registry)).run_until_shutdown().await
+    let ran = customize(WorkerManager::new(config, registry)).run_until_shutdown().await;
+    if let Some(tracing) = tracing {
+        tracing.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    ran
 }

@@ -220,6 +220,10 @@ impl Execute for LlmChat {
         if let Some(key) = &call.api_key {
             request = request.bearer_auth(key);
         }
+        // The model's gateway, if it traces, puts its spans in this workflow's trace.
+        if let Some(traceparent) = ctx.traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         let response = tokio::select! {
             response = request.send() => response?,
             reason = ctx.cancelled() => return Err(cancelled(reason)),

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{ActivityError, codes};
@@ -330,7 +331,8 @@ impl ActivityContext {
     pub async fn download_file(&self, reference: &str) -> Result<PathBuf, ActivityError> {
         let file: FileReference = reference.parse()?;
         let dest = self.inner.files.path_for(&file)?;
-        self.inner.backend.download(&file, &dest).await?;
+        let span = tracing::info_span!("file_download", kruxiaflow.file = %file);
+        self.inner.backend.download(&file, &dest).instrument(span).await?;
         Ok(dest)
     }
 
@@ -357,7 +359,8 @@ impl ActivityContext {
                 format!("cannot upload {}: no such file", path.display()),
             ));
         }
-        self.inner.backend.upload(&file, path, content_type).await?;
+        let span = tracing::info_span!("file_upload", kruxiaflow.file = %file);
+        self.inner.backend.upload(&file, path, content_type).instrument(span).await?;
         Ok(file.to_string())
     }
 
@@ -377,6 +380,18 @@ impl ActivityContext {
     /// Records one LLM call's usage; reported with whatever ends the attempt (and kept
     /// in the record of the [step](Self::step) it was made in).
     pub fn record_usage(&self, entry: UsageEntry) {
+        // One event per LLM call, in the OpenTelemetry GenAI vocabulary, for traces.
+        let cost = entry.cost_usd.map(|cost| cost.to_string());
+        tracing::event!(
+            target: "kruxiaflow_worker::gen_ai",
+            tracing::Level::DEBUG,
+            gen_ai.provider.name = %entry.provider,
+            gen_ai.request.model = %entry.model,
+            gen_ai.usage.input_tokens = entry.input_tokens,
+            gen_ai.usage.output_tokens = entry.output_tokens,
+            kruxiaflow.cost_usd = cost,
+            "gen_ai.usage"
+        );
         steps::note_spend(self.identity(), |step| step.usage.push(entry.clone()));
         self.spend().usage.push(entry);
     }
@@ -535,6 +550,17 @@ impl ActivityContext {
         // A handler that panicked while holding the lock cannot leave `Spend` half
         // written (every update is one push or one assignment), so poison is harmless.
         self.inner.spend.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The W3C `traceparent` of the span this is called in — the attempt's, or one of
+    /// its steps' — to pass to what the activity calls (an LLM gateway, a service), so
+    /// that its spans join the workflow's trace; `None` without tracing (the `otel`
+    /// feature and [`otel::init`](crate::otel)).
+    pub fn traceparent(&self) -> Option<String> {
+        #[cfg(feature = "otel")]
+        return crate::otel::traceparent(&tracing::Span::current());
+        #[cfg(not(feature = "otel"))]
+        None
     }
 
     /// Whether the attempt has been cancelled.

@@ -62,6 +62,8 @@ mod local_retry;
 pub mod logging;
 mod macro_support;
 mod names;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod protocol;
 pub mod rate_limit;
 mod registry;

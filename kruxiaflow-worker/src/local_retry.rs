@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::client::RetryPolicy;
 use crate::context::ActivityContext;
@@ -73,8 +74,10 @@ where
         tracing::info!(code = %error.code(), retry = done, of = retries, ?delay, "running the handler again in this attempt");
         telemetry::local_retry(&info.worker, &info.activity_name, error.code());
         retried(&LocalRetry { error: error.clone(), delay });
+        let span =
+            tracing::info_span!("local_retry_wait", kruxiaflow.retry = done, kruxiaflow.error.code = %error.code());
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(delay).instrument(span) => {}
             _ = ctx.cancelled() => return Err(error),
         }
         if let Some(journal) = ctx.used_journal() {

@@ -5,7 +5,8 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ConfigError, env};
 
@@ -66,21 +67,31 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 /// # Errors
 /// When `KRUXIAFLOW_LOG_FORMAT` is neither `text` nor `json`.
 pub fn init() -> Result<(), ConfigError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(lines()?);
+    // An error here means a subscriber is installed already: the application's choice.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
+}
+
+/// The layer that writes log lines as [`init`] does: to standard error, filtered by
+/// `RUST_LOG`, in the format `KRUXIAFLOW_LOG_FORMAT` asks for.
+pub(crate) fn lines<S>() -> Result<Box<dyn Layer<S> + Send + Sync>, ConfigError>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
     let format = LogFormat::from_variable(std::env::var(env::LOG_FORMAT).ok().as_deref())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A log line that cannot be written is dropped: reporting that on standard error
     // (the default) panics the task when standard error is a closed pipe.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref()))
         .log_internal_errors(false);
-    // An error here means a subscriber is installed already: the application's choice.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    Ok(())
+    Ok(match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use tracing::Instrument;
+
 use crate::error::ActivityError;
 use crate::telemetry;
 
@@ -170,8 +172,10 @@ pub(crate) async fn acquire(
     }
     tracing::debug!(limit = name, units, ?wait, "waiting for a rate limit");
     telemetry::rate_limit_waiting(name, 1.0);
+    let span =
+        tracing::info_span!("rate_limit_wait", kruxiaflow.rate_limit = name, kruxiaflow.rate_limit.units = units);
     let waited = tokio::select! {
-        () = tokio::time::sleep(wait) => Ok(wait),
+        () = tokio::time::sleep(wait).instrument(span) => Ok(wait),
         reason = cancelled => {
             bucket.give_back(units);
             Err(ActivityError::retryable(

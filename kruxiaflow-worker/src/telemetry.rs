@@ -29,6 +29,7 @@ pub(crate) const RATE_LIMIT_WAIT: &str = "kruxiaflow_worker_rate_limit_wait_seco
 pub(crate) const RATE_LIMIT_WAITING: &str = "kruxiaflow_worker_rate_limit_waiting";
 pub(crate) const LOCAL_RETRIES: &str = "kruxiaflow_worker_local_retries_total";
 pub(crate) const CONCURRENCY_WAITING: &str = "kruxiaflow_worker_concurrency_waiting";
+pub(crate) const SPANS_DROPPED: &str = "kruxiaflow_worker_spans_dropped_total";
 
 /// Renders what the built-in recorder holds as Prometheus text.
 #[cfg(feature = "prometheus")]
@@ -127,10 +128,18 @@ fn describe() {
     describe_histogram!(RATE_LIMIT_WAIT, Unit::Seconds, "Time an acquisition waited for its rate limit, by limit");
     describe_gauge!(RATE_LIMIT_WAITING, "Acquisitions waiting for their rate limit now, by limit");
     describe_counter!(LOCAL_RETRIES, "Handlers run again inside their attempt after a retryable error, by code");
+    describe_counter!(SPANS_DROPPED, "Trace spans dropped: the export queue was full or the collector refused them");
     describe_gauge!(
         CONCURRENCY_WAITING,
         "Attempts waiting for their activity's max_concurrency (holding their slot and lease)"
     );
+}
+
+/// Spans that never reached the collector: the queue was full, or the collector did
+/// not take their batch.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) fn spans_dropped(count: u64) {
+    counter!(SPANS_DROPPED).increment(count);
 }
 
 /// An acquisition of rate limit `limit` starts (`1.0`) or stops (`-1.0`) waiting.

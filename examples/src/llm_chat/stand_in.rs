@@ -90,6 +90,8 @@ pub struct Received {
     pub authorization: Option<String>,
     /// The JSON body.
     pub body: Value,
+    /// The `traceparent` header, if one was sent.
+    pub traceparent: Option<String>,
 }
 
 /// A running stand-in model. Stops when dropped.
@@ -132,7 +134,8 @@ impl StandInModel {
 async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let model = body["model"].clone();
-    script.received.lock().unwrap_or_else(|e| e.into_inner()).push(Received { authorization, body });
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    script.received.lock().unwrap_or_else(|e| e.into_inner()).push(Received { authorization, body, traceparent });
     let reply = {
         let mut replies = script.replies.lock().unwrap_or_else(|e| e.into_inner());
         if replies.len() > 1 { replies.pop_front() } else { replies.front().cloned() }

@@ -12,11 +12,28 @@ use uuid::Uuid;
 pub struct WorkerProcess {
     pub child: Child,
     pub worker_id: String,
+    /// Where its standard error goes, when the test reads it.
+    stderr: Option<tempfile::NamedTempFile>,
 }
 
 impl WorkerProcess {
     /// Starts `binary` as a worker of `server`, with `env` on top of a quick poll.
     pub fn start(binary: &str, server: &FakeServer, env: &[(&str, &str)]) -> Self {
+        Self::spawn(binary, server, env, None)
+    }
+
+    /// Like [`start`](Self::start), keeping what the process writes to standard error
+    /// for [`stderr`](Self::stderr).
+    pub fn start_capturing_stderr(binary: &str, server: &FakeServer, env: &[(&str, &str)]) -> Self {
+        Self::spawn(binary, server, env, Some(tempfile::NamedTempFile::new().expect("a temporary file")))
+    }
+
+    /// What the process wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.as_ref().map(|file| std::fs::read_to_string(file.path()).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn spawn(binary: &str, server: &FakeServer, env: &[(&str, &str)], stderr: Option<tempfile::NamedTempFile>) -> Self {
         let worker_id = format!("worker_test_{}", Uuid::now_v7().simple());
         let child = Command::new(binary)
             .env("KRUXIAFLOW_API_URL", server.url())
@@ -26,9 +43,13 @@ impl WorkerProcess {
             .env("RUST_LOG", "error")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
+            .stderr(match &stderr {
+                Some(file) => Stdio::from(file.reopen().expect("the temporary file reopens")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .unwrap_or_else(|e| panic!("{binary} does not start: {e}"));
-        Self { child, worker_id }
+        Self { child, worker_id, stderr }
     }
 
     pub fn rss_kib(&self) -> u64 {

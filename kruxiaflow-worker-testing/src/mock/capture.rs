@@ -49,6 +49,10 @@ struct CaptureLayer {
 
 impl<S: Subscriber> Layer<S> for CaptureLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        // The per-call usage events are for traces, not the activity's log.
+        if event.metadata().target() == "kruxiaflow_worker::gen_ai" {
+            return;
+        }
         let mut message = MessageVisitor(String::new());
         event.record(&mut message);
         let line = LogLine { level: event.metadata().level().into(), message: message.0 };

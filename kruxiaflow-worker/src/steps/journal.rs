@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::record::{Checkpoint, Entry, Record, SpendRecord, Stored};
@@ -139,12 +140,25 @@ impl Journal {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ActivityError>>,
     {
+        let span =
+            tracing::info_span!("step", kruxiaflow.step = %name, kruxiaflow.step.skipped = tracing::field::Empty);
+        self.step_in(owner, name, f, &span).instrument(span.clone()).await
+    }
+
+    async fn step_in<T, F, Fut>(&self, owner: usize, name: &str, f: F, span: &tracing::Span) -> Result<T, ActivityError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ActivityError>>,
+    {
         self.claim(name)?;
         self.shared.ensure_loaded().await;
         if let Some(value) = self.shared.recorded::<T>(name).await {
+            span.record("kruxiaflow.step.skipped", true);
             self.shared.state().taken.push((name.to_owned(), Taken::Skipped));
             return Ok(value);
         }
+        span.record("kruxiaflow.step.skipped", false);
         let (ran, spend) = scope::collecting(owner, f()).await;
         let value = match ran {
             Ok(value) => value,

@@ -18,6 +18,7 @@ use crate::telemetry::{Finished, WorkerMetrics};
 use crate::text::Escaped;
 
 /// The span of everything done for one attempt.
+#[cfg(not(feature = "otel"))]
 pub(super) fn activity_span(info: &ActivityInfo) -> Span {
     tracing::info_span!(
         "activity",
@@ -27,6 +28,32 @@ pub(super) fn activity_span(info: &ActivityInfo) -> Span {
         worker = %Escaped(&info.worker),
         activity_name = %Escaped(&info.activity_name),
     )
+}
+
+/// The span of everything done for one attempt, in its workflow's trace.
+#[cfg(feature = "otel")]
+pub(super) fn activity_span(info: &ActivityInfo) -> Span {
+    let span = tracing::info_span!(
+        "activity",
+        otel.name = %format_args!("activity {}", Escaped(&info.activity_name)),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        activity_id = %info.activity_id,
+        workflow_id = %info.workflow_id,
+        activity_key = %Escaped(&info.activity_key),
+        worker = %Escaped(&info.worker),
+        activity_name = %Escaped(&info.activity_name),
+    );
+    let ids = [
+        ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
+        ("kruxiaflow.activity_id", info.activity_id.to_string()),
+        ("kruxiaflow.activity_key", info.activity_key.clone()),
+        ("kruxiaflow.activity_name", info.activity_name.clone()),
+        ("kruxiaflow.worker", info.worker.clone()),
+        ("kruxiaflow.worker_id", info.worker_id.clone()),
+    ];
+    crate::otel::attempt_started(&span, info.workflow_id, ids);
+    span
 }
 
 /// Delivers the decided `report` (encoded as `body`) of the attempt of `ctx`: before a
@@ -62,6 +89,8 @@ pub(super) fn account(
 ) {
     let elapsed = state.handler_started.get().map(|started| started.elapsed());
     let info = ctx.info();
+    #[cfg(feature = "otel")]
+    crate::otel::attempt_ended(&Span::current(), accepted);
     let ended = report::ended(accepted);
     metrics.finished(&info.worker, &info.activity_name, ended, elapsed);
     log_finished(ended.finished, elapsed);

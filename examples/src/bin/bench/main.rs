@@ -14,7 +14,8 @@
 //! subscriber, at concurrency 100; (f) 50 activities streaming 200 tokens at an LLM's
 //! pace, 50 and 200 tokens a second, with the stream's linger at its default and off;
 //! (g) 2,000 activities of 5 durable steps against 2,000 without (record requests, worker
-//! CPU and handler time per activity, and per step).
+//! CPU and handler time per activity, and per step); (h) 10,000 no-ops with traces off
+//! and on (the `otel` layer exporting to a local OTLP receiver): worker CPU per activity.
 //! Every figure is the median of `--runs` runs. `--quick` uses small sizes and one run.
 #![forbid(unsafe_code)]
 
@@ -190,6 +191,18 @@ async fn measure(options: &Options) -> Result<Vec<Row>, String> {
     let label = |what: &str| format!("{stepped} activities, 5 durable steps against none: {what}");
     rows.push(row("g", label("worker CPU per step"), (per_step[1].0 - per_step[0].0) / 5.0, "us", ""));
     rows.push(row("g", label("latency added per step, p50"), (per_step[1].1 - per_step[0].1) / 5.0, "ms", ""));
+
+    let sink = scenarios::trace_sink().await?;
+    let traced = [("OTEL_EXPORTER_OTLP_ENDPOINT", sink)];
+    let mut cpu = Vec::new();
+    for (extra, what) in [(&traced[..0], "traces off"), (&traced[..], "traces on (otel, to a local OTLP receiver)")] {
+        let runs = repeat(options.runs, || scenarios::throughput_with(noops / 2, 16, extra)).await?;
+        let per_activity = median(runs.iter().map(|t| t.worker_cpu_us_per_activity).collect());
+        let label = format!("{} no-ops, concurrency 16, {what}: worker CPU per activity", noops / 2);
+        rows.push(row("h", label, per_activity, "us", ""));
+        cpu.push(per_activity);
+    }
+    rows.push(row("h", "worker CPU added per activity by traces".to_owned(), cpu[1] - cpu[0], "us", ""));
     Ok(rows)
 }
 

@@ -64,8 +64,15 @@ fn worker_env(concurrency: usize) -> Vec<(&'static str, String)> {
 }
 
 async fn start(concurrency: usize) -> Result<(Proc, Proc, Admin), String> {
+    start_with(concurrency, &[]).await
+}
+
+/// Like [`start`], with `extra` in the worker's environment.
+async fn start_with(concurrency: usize, extra: &[(&'static str, String)]) -> Result<(Proc, Proc, Admin), String> {
     let (server, url) = start_server()?;
-    let worker = start_worker(&url, &worker_env(concurrency))?;
+    let mut env = worker_env(concurrency);
+    env.extend(extra.iter().cloned());
+    let worker = start_worker(&url, &env)?;
     let admin = Admin::new(&url);
     admin.worker_ready().await?;
     Ok((server, worker, admin))
@@ -98,7 +105,16 @@ pub struct Throughput {
 }
 
 pub async fn throughput(count: usize, concurrency: usize) -> Result<Throughput, String> {
-    let (server, worker, admin) = start(concurrency).await?;
+    throughput_with(count, concurrency, &[]).await
+}
+
+/// [`throughput`] with `extra` in the worker's environment.
+pub async fn throughput_with(
+    count: usize,
+    concurrency: usize,
+    extra: &[(&'static str, String)],
+) -> Result<Throughput, String> {
+    let (server, worker, admin) = start_with(concurrency, extra).await?;
     let (worker_cpu, server_cpu) = (worker.cpu(), server.cpu());
     admin
         .post(
@@ -222,6 +238,18 @@ fn write_file(path: &std::path::Path, size_mib: u64) -> std::io::Result<()> {
         out.write_all(&chunk)?;
     }
     out.flush()
+}
+
+/// An OTLP/HTTP traces endpoint on 127.0.0.1 that takes every request and keeps
+/// nothing; its URL. It runs until the bench ends.
+pub async fn trace_sink() -> Result<String, String> {
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { axum::http::StatusCode::OK }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }
 
 /// Scenario (g): what durable steps cost, against activities without steps.
