@@ -220,6 +220,8 @@ async fn traceparent_names_the_attempt_span_and_a_dead_collector_neither_slows_n
 
     #[activity]
     async fn traced(ctx: &ActivityContext) -> ActivityResult {
+        // The activity's own span: a child of its attempt in the trace.
+        tracing::info_span!("my_call").in_scope(|| tracing::info!("working"));
         ActivityResult::value("traceparent", ctx.traceparent())
     }
 
@@ -260,6 +262,8 @@ async fn traceparent_names_the_attempt_span_and_a_dead_collector_neither_slows_n
                     .find(|s| parent == format!("00-{}-{}-01", hex(&s.trace_id), hex(&s.span_id)))
                     .unwrap_or_else(|| panic!("no span for {parent}"));
                 assert_eq!(span.name, "activity traced");
+                let own = receiver.children(&span.span_id, 1).await;
+                assert_eq!(own.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["my_call"]);
             }
             // llm_chat sent the model its attempt span's traceparent.
             let sent = model.received()[0].traceparent.clone().expect("a traceparent header");
@@ -270,7 +274,9 @@ async fn traceparent_names_the_attempt_span_and_a_dead_collector_neither_slows_n
     drop(silent);
 }
 
-#[tokio::test]
+// Two threads: the test waits for the process synchronously while the fake server,
+// on this runtime, answers the worker's last requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_inside_an_attempt_carry_its_trace_and_span_ids() {
     let receiver = Receiver::start().await;
     let server = FakeServer::start().await;

@@ -146,10 +146,11 @@ where
     let (queue, flusher) = export::Queue::start(exporter, &runtime);
     let provider = SdkTracerProvider::builder().with_span_processor(queue).with_resource(resource()).build();
     let tracer = provider.tracer("kruxiaflow-worker");
-    // Only the worker's own spans and events: an application's spans keep going to
-    // whatever it set up, and nothing else pays for the export.
+    // Spans and events at INFO and above, the activities' own among them (an
+    // `#[instrument]`ed call inside an activity is a child of its attempt), and the
+    // per-call usage events, whatever `RUST_LOG` lets through to the log lines.
     let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("kruxiaflow_worker", tracing::Level::INFO)
+        .with_default(tracing::Level::INFO)
         .with_target("kruxiaflow_worker::gen_ai", tracing::Level::DEBUG);
     let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter);
     Ok((layer, Tracing { provider, flusher }))

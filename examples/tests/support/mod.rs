@@ -70,7 +70,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the worker did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not exit within {limit:?}; it wrote:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
