@@ -44,6 +44,10 @@ pub(super) fn activity_span(info: &ActivityInfo) -> Span {
         worker = %Escaped(&info.worker),
         activity_name = %Escaped(&info.activity_name),
     );
+    if span.is_disabled() {
+        // Nobody records it (no log line at info, no exporter): nothing to describe.
+        return span;
+    }
     let ids = [
         ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
         ("kruxiaflow.activity_id", info.activity_id.to_string()),
