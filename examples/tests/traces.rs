@@ -314,3 +314,45 @@ async fn a_protocol_this_build_does_not_speak_stops_the_worker_at_start_naming_i
     assert!(stderr.contains("cannot start: cannot export traces over OTLP"), "{stderr}");
     assert!(stderr.to_lowercase().contains("grpc"), "{stderr}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn heartbeats_and_what_a_token_stream_sent_are_events_of_the_attempt() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[activity]
+    async fn streamed(ctx: &ActivityContext) -> ActivityResult {
+        for word in ["one ", "two ", "three"] {
+            ctx.stream().send(word);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        ActivityResult::value("done", true)
+    }
+
+    let receiver = Receiver::start().await;
+    let (layer, tracing) = kruxiaflow_worker::otel::layer_exporting_to(&format!("{}/v1/traces", receiver.url)).unwrap();
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let server = FakeServer::start().await;
+    let mut registry = ActivityRegistry::new();
+    registry.register(streamed, "rust");
+    let config = WorkerConfig { heartbeat_interval: Duration::from_secs(1), ..WorkerConfig::new(server.url()) };
+    let manager = WorkerManager::new(config, registry);
+    let handle = manager.handle();
+    let worker = tokio::spawn(manager.run(std::future::pending()));
+    let id = server.enqueue(NewActivity::new("rust", "streamed").streaming(true));
+    server.set_stream_subscribers(id, 1);
+    server.wait_for(id).await.expect_completed();
+    handle.shutdown();
+    worker.await.unwrap().unwrap();
+    assert!(tracing.shutdown(Duration::from_secs(5)).await);
+    let attempt = receiver.attempts(1).await.remove(0);
+    let events: Vec<(String, BTreeMap<String, String>)> =
+        attempt.events.iter().map(|e| (e.name.clone(), attributes(&e.attributes))).collect();
+    let beats = events.iter().filter(|(name, _)| name == "heartbeat").count();
+    assert!(beats >= 1, "heartbeats as events: {events:#?}");
+    assert!(events.iter().filter(|(name, _)| name == "heartbeat").all(|(_, a)| a["result"] == "ok"));
+    let ended: Vec<&BTreeMap<String, String>> =
+        events.iter().filter(|(name, _)| name == "token stream ended").map(|(_, a)| a).collect();
+    assert_eq!(ended.len(), 1, "{events:#?}");
+    assert_eq!(ended[0]["bytes"], "13");
+    assert_eq!(ended[0]["watched"], "true");
+}

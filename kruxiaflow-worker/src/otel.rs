@@ -151,7 +151,9 @@ where
     // per-call usage events, whatever `RUST_LOG` lets through to the log lines.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::INFO)
-        .with_target("kruxiaflow_worker::gen_ai", tracing::Level::DEBUG);
+        .with_target("kruxiaflow_worker::gen_ai", tracing::Level::DEBUG)
+        .with_target("kruxiaflow_worker::heartbeat", tracing::Level::DEBUG)
+        .with_target("kruxiaflow_worker::stream_ended", tracing::Level::DEBUG);
     let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter);
     Ok((layer, Tracing { provider, flusher }))
 }

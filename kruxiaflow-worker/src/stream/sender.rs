@@ -71,6 +71,7 @@ impl StreamDriver {
             outbox: Arc::clone(&self.outbox),
             transport,
             index: 0,
+            sent_bytes: 0,
             ever_active: false,
             refused: false,
             failure: None,
@@ -105,8 +106,10 @@ impl Drop for StreamDriver {
 struct Sender {
     outbox: Arc<Outbox>,
     transport: Box<dyn StreamTransport>,
-    /// Index of the next increment.
+    /// Index of the next increment: the increments sent so far.
     index: u32,
+    /// Bytes of text the server took.
+    sent_bytes: u64,
     /// Someone was subscribed at some point.
     ever_active: bool,
     /// The server refused the stream for good (a subscriber check failed definitively,
@@ -124,6 +127,14 @@ impl Sender {
         let end = self.until_ended(&mut ends).await;
         self.finish(end).await;
         self.outbox.close();
+        // In the attempt's span: what its stream cost, for traces.
+        tracing::debug!(
+            target: "kruxiaflow_worker::stream_ended",
+            increments = self.index,
+            bytes = self.sent_bytes,
+            watched = self.ever_active,
+            "token stream ended"
+        );
     }
 
     async fn until_ended(&mut self, ends: &mut oneshot::Receiver<StreamEnd>) -> Option<StreamEnd> {
@@ -237,6 +248,7 @@ impl Sender {
         match sent {
             Ok(subscribers) => {
                 self.index += 1;
+                self.sent_bytes += text.len() as u64;
                 if subscribers == 0 {
                     self.outbox.idle();
                 }

@@ -75,6 +75,7 @@ impl Attempt {
     /// Execute → settle → deliver → account, on the activities' runtime.
     pub(super) async fn run(self, execution: Arc<Execution>) {
         let span = conclude::activity_span(self.ctx.info());
+        let _ = self.state.span.set(span.clone());
         self.settle_and_deliver(execution).instrument(span).await;
     }
 

@@ -29,11 +29,15 @@ pub(super) struct AttemptState {
     /// concludes the attempt, before the report. Boxed: most attempts have none, and
     /// each in-flight attempt costs its size.
     pub(super) stream: Option<Box<StreamEnding>>,
+    /// The attempt's span, once its task made it: the keeper's heartbeats are events
+    /// in it.
+    pub(super) span: OnceLock<tracing::Span>,
 }
 
 impl AttemptState {
     pub(super) fn new(stream: Option<Box<StreamEnding>>) -> Arc<Self> {
-        Arc::new(Self { lease: Lease::new(), stage: Stage::new(), handler_started: OnceLock::new(), stream })
+        let (lease, stage, handler_started, span) = (Lease::new(), Stage::new(), OnceLock::new(), OnceLock::new());
+        Arc::new(Self { lease, stage, handler_started, stream, span })
     }
 }
 

@@ -49,7 +49,12 @@ pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id:
             () = next_due => {}
             () = in_flight.keeper_woken() => {}
             Some((activity_id, state, answer)) = beats.next(), if !beats.is_empty() => {
-                match state.lease.judge(answer) {
+                let judged = state.lease.judge(answer);
+                if let Some(span) = state.span.get() {
+                    let result = match &judged { Ok(_) => "ok", Err(HeartbeatError::LeaseLost) => "lease_lost", Err(_) => "error" };
+                    span.in_scope(|| tracing::debug!(target: "kruxiaflow_worker::heartbeat", result, "heartbeat"));
+                }
+                match judged {
                     Ok(response) => {
                         let suggested = response.next_heartbeat_seconds.filter(|&s| s > 0).map(Duration::from_secs);
                         in_flight.reschedule_heartbeat(&state, activity_id, suggested);
