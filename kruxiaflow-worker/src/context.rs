@@ -381,7 +381,6 @@ impl ActivityContext {
     /// in the record of the [step](Self::step) it was made in).
     pub fn record_usage(&self, entry: UsageEntry) {
         // One event per LLM call, in the OpenTelemetry GenAI vocabulary, for traces.
-        let cost = entry.cost_usd.map(|cost| cost.to_string());
         tracing::event!(
             target: "kruxiaflow_worker::gen_ai",
             tracing::Level::DEBUG,
@@ -389,7 +388,7 @@ impl ActivityContext {
             gen_ai.request.model = %entry.model,
             gen_ai.usage.input_tokens = entry.input_tokens,
             gen_ai.usage.output_tokens = entry.output_tokens,
-            kruxiaflow.cost_usd = cost,
+            kruxiaflow.cost_usd = entry.cost_usd.map(|cost| cost.to_string()),
             "gen_ai.usage"
         );
         steps::note_spend(self.identity(), |step| step.usage.push(entry.clone()));

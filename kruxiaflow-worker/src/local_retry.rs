@@ -56,10 +56,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<ActivityResult, ActivityError>>,
 {
-    if retries == 0 {
-        // Most activities: one try, and nothing to set up for more.
-        return try_once().await;
-    }
     let mut backoff = backoff(retries);
     let mut done = 0;
     loop {

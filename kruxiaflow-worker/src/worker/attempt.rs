@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -145,14 +146,20 @@ impl Attempt {
         }
         let _ = self.state.handler_started.set(Instant::now());
         let retries = handler.local_retries;
-        let mut params = Some(std::mem::take(&mut self.params));
-        let try_once = || {
-            // A local retry runs the handler on the same parameters again.
-            let params = if retries == 0 { params.take() } else { params.clone() };
-            let run = handler.activity.run_boxed(params.unwrap_or_default(), ctx.clone());
+        let params = std::mem::take(&mut self.params);
+        let activity = &handler.activity;
+        let try_once = move |params: Value| {
+            let run = activity.run_boxed(params, ctx.clone());
             AssertUnwindSafe(run).catch_unwind().map(|returned| returned.unwrap_or_else(panicked))
         };
-        let mut handler = pin!(local_retry::run(ctx, retries, try_once, |_| {}));
+        // Most handlers run once: their future is the handler's own; the retry loop,
+        // and its state, only for activities that asked for local retries.
+        let mut handler = pin!(if retries == 0 {
+            Either::Left(try_once(params))
+        } else {
+            // A local retry runs the handler on the same parameters again.
+            Either::Right(Box::pin(local_retry::run(ctx, retries, move || try_once(params.clone()), |_| {})))
+        });
         tokio::select! {
             returned = &mut handler => return HandlerOutcome::Returned(returned),
             () = tokio::time::sleep_until(deadline) => ctx.cancel(CancelReason::Timeout),
