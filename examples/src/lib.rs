@@ -41,14 +41,24 @@ pub fn init_logging() -> Result<(), WorkerError> {
 /// Log lines as [`init_logging`] prints them, and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, traces exported there.
 pub fn init_logging_and_traces() -> Result<Option<kruxiaflow_worker::otel::Tracing>, WorkerError> {
-    let traced = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
-    if traced {
-        return kruxiaflow_worker::otel::init().map(Some).map_err(|e| WorkerError::Startup(e.to_string()));
+    if let Some(tracing) = init_traces()? {
+        return Ok(Some(tracing));
     }
     init_logging()?;
     Ok(None)
+}
+
+/// Log lines and traces as [`kruxiaflow_worker::otel::init`] sets them up, when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set;
+/// `None`, with nothing installed, otherwise.
+pub fn init_traces() -> Result<Option<kruxiaflow_worker::otel::Tracing>, WorkerError> {
+    let traced = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()));
+    if !traced {
+        return Ok(None);
+    }
+    kruxiaflow_worker::otel::init().map(Some).map_err(|e| WorkerError::Startup(e.to_string()))
 }
 
 /// Runs `registry` as a worker configured from the environment until SIGINT/SIGTERM:

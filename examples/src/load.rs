@@ -133,17 +133,15 @@ pub fn register(registry: &mut ActivityRegistry, worker: &str) {
 
 /// Runs the load activities as a worker configured from the environment, logging
 /// warnings only (logging every activity would measure the logger).
-/// Traces are exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+/// Traces are exported as [`init_traces`](crate::init_traces) says.
 pub async fn run_worker() -> Result<(), WorkerError> {
-    let tracing = if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok() {
-        Some(kruxiaflow_worker::otel::init().map_err(|e| WorkerError::Startup(e.to_string()))?)
-    } else {
+    let tracing = crate::init_traces()?;
+    if tracing.is_none() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
             .with_writer(std::io::stderr)
             .init();
-        None
-    };
+    }
     let config = WorkerConfig::from_env()?;
     let mut registry = ActivityRegistry::new();
     register(&mut registry, &config.worker);

@@ -25,6 +25,8 @@ mod scope;
 pub(crate) use journal::Journal;
 pub(crate) use scope::note as note_spend;
 
+use uuid::Uuid;
+
 use crate::files::FileReference;
 use crate::future::BoxFuture;
 
@@ -88,6 +90,34 @@ pub fn record_key(activity_key: &str) -> String {
     format!("{activity_key}.steps")
 }
 
+/// Where one activity's record and its value files are.
+pub(crate) struct Home {
+    pub(crate) workflow_id: Uuid,
+    pub(crate) activity_id: Uuid,
+    key: String,
+}
+
+impl Home {
+    pub(crate) fn new(workflow_id: Uuid, activity_id: Uuid, activity_key: &str) -> Self {
+        Self { workflow_id, activity_id, key: record_key(activity_key) }
+    }
+
+    /// The file `filename` beside the record.
+    pub(crate) fn file(&self, filename: String) -> FileReference {
+        FileReference { workflow_id: self.workflow_id, activity_key: self.key.clone(), filename }
+    }
+
+    /// The record itself.
+    pub(crate) fn record(&self) -> FileReference {
+        self.file(format!("{}.json", self.activity_id))
+    }
+
+    /// The name of the `n`-th value file.
+    pub(crate) fn value_file(&self, n: u32) -> String {
+        format!("{}.{n}.json", self.activity_id)
+    }
+}
+
 /// The step record as tests see it: what an earlier attempt left, what a run left.
 pub(crate) mod inspect {
     use std::collections::BTreeMap;
@@ -97,20 +127,20 @@ pub(crate) mod inspect {
     use uuid::Uuid;
 
     use super::record::{Checkpoint, Entry, Record, SpendRecord, Stored};
-    use super::{Journal, journal::Taken};
+    use super::{Home, Journal, journal::Taken};
     use crate::files::FileReference;
     use crate::result::Spend;
 
     /// Whose record: (workflow id, activity id, activity key).
     pub type Activity<'a> = (Uuid, Uuid, &'a str);
 
-    /// The file that holds the step record of `activity`.
-    pub fn record_file(activity: Activity<'_>) -> FileReference {
-        file(activity, format!("{}.json", activity.1))
+    fn home((workflow_id, activity_id, activity_key): Activity<'_>) -> Home {
+        Home::new(workflow_id, activity_id, activity_key)
     }
 
-    fn file((workflow_id, _, activity_key): Activity<'_>, filename: String) -> FileReference {
-        FileReference { workflow_id, activity_key: super::record_key(activity_key), filename }
+    /// The file that holds the step record of `activity`.
+    pub fn record_file(activity: Activity<'_>) -> FileReference {
+        home(activity).record()
     }
 
     /// The record an earlier attempt of `activity` left with `steps` (name, value, the
@@ -153,7 +183,7 @@ pub(crate) mod inspect {
             let value = match entry.stored {
                 Stored::Inline { value } => value,
                 Stored::File { file: filename, .. } => {
-                    serde_json::from_slice(&store(&file(activity, filename))?).ok()?
+                    serde_json::from_slice(&store(&home(activity).file(filename))?).ok()?
                 }
             };
             steps.insert(name, (value, entry.spend.to_spend()));

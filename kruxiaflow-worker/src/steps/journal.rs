@@ -15,12 +15,11 @@ use uuid::Uuid;
 
 use super::record::{Checkpoint, Entry, Record, SpendRecord, Stored};
 use super::{
-    INLINE_LIMIT, MAX_CHECKPOINT, MAX_RECORD, MAX_STEP_NAME, MAX_STEP_VALUE, MAX_STEPS, RecordStore, StoreError, codes,
-    record_key, scope,
+    Home, INLINE_LIMIT, MAX_CHECKPOINT, MAX_RECORD, MAX_STEP_NAME, MAX_STEP_VALUE, MAX_STEPS, RecordStore, StoreError,
+    codes, scope,
 };
 use crate::client::RetryPolicy;
 use crate::error::ActivityError;
-use crate::files::FileReference;
 use crate::result::Spend;
 
 /// Record I/O never waits longer than this for the server, nor longer than a quarter of
@@ -51,27 +50,6 @@ struct Shared {
     /// One record write at a time, so that an older snapshot never lands after a newer.
     writer: tokio::sync::Mutex<()>,
     state: Mutex<State>,
-}
-
-/// Where the record and its value files are.
-struct Home {
-    workflow_id: Uuid,
-    activity_id: Uuid,
-    key: String,
-}
-
-impl Home {
-    fn file(&self, filename: String) -> FileReference {
-        FileReference { workflow_id: self.workflow_id, activity_key: self.key.clone(), filename }
-    }
-
-    fn record(&self) -> FileReference {
-        self.file(format!("{}.json", self.activity_id))
-    }
-
-    fn value_file(&self, n: u32) -> String {
-        format!("{}.{n}.json", self.activity_id)
-    }
 }
 
 struct State {
@@ -107,7 +85,7 @@ impl Journal {
         deadline: Option<Instant>,
         store: Arc<dyn RecordStore>,
     ) -> Self {
-        let home = Home { workflow_id, activity_id, key: record_key(activity_key) };
+        let home = Home::new(workflow_id, activity_id, activity_key);
         let state = State {
             record: Record::new(activity_id),
             resumed: false,

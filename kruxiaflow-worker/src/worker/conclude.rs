@@ -17,25 +17,13 @@ use crate::report::{self, Report};
 use crate::telemetry::{Finished, WorkerMetrics};
 use crate::text::Escaped;
 
-/// The span of everything done for one attempt.
-#[cfg(not(feature = "otel"))]
-pub(super) fn activity_span(info: &ActivityInfo) -> Span {
-    tracing::info_span!(
-        "activity",
-        activity_id = %info.activity_id,
-        workflow_id = %info.workflow_id,
-        activity_key = %Escaped(&info.activity_key),
-        worker = %Escaped(&info.worker),
-        activity_name = %Escaped(&info.activity_name),
-    )
-}
-
-/// The span of everything done for one attempt, in its workflow's trace.
-#[cfg(feature = "otel")]
+/// The span of everything done for one attempt (with the `otel` feature, in its
+/// workflow's trace). The `otel.*` and id fields are empty unless traces fill them,
+/// and empty fields are not written to log lines.
 pub(super) fn activity_span(info: &ActivityInfo) -> Span {
     let span = tracing::info_span!(
         "activity",
-        otel.name = %format_args!("activity {}", Escaped(&info.activity_name)),
+        otel.name = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
         activity_id = %info.activity_id,
@@ -44,19 +32,19 @@ pub(super) fn activity_span(info: &ActivityInfo) -> Span {
         worker = %Escaped(&info.worker),
         activity_name = %Escaped(&info.activity_name),
     );
-    if span.is_disabled() {
-        // Nobody records it (no log line at info, no exporter): nothing to describe.
-        return span;
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        span.record("otel.name", tracing::field::display(format_args!("activity {}", Escaped(&info.activity_name))));
+        let ids = [
+            ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
+            ("kruxiaflow.activity_id", info.activity_id.to_string()),
+            ("kruxiaflow.activity_key", info.activity_key.clone()),
+            ("kruxiaflow.activity_name", info.activity_name.clone()),
+            ("kruxiaflow.worker", info.worker.clone()),
+            ("kruxiaflow.worker_id", info.worker_id.clone()),
+        ];
+        crate::otel::attempt_started(&span, info.workflow_id, ids);
     }
-    let ids = [
-        ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
-        ("kruxiaflow.activity_id", info.activity_id.to_string()),
-        ("kruxiaflow.activity_key", info.activity_key.clone()),
-        ("kruxiaflow.activity_name", info.activity_name.clone()),
-        ("kruxiaflow.worker", info.worker.clone()),
-        ("kruxiaflow.worker_id", info.worker_id.clone()),
-    ];
-    crate::otel::attempt_started(&span, info.workflow_id, ids);
     span
 }
 
