@@ -31,6 +31,7 @@ use crate::text::{escape_controls, redact_url};
 use auth::TokenSource;
 pub use error::ClientError;
 pub(crate) use http::{HttpCustomizer, Pools, build_pools};
+use retry::Persist;
 pub use retry::RetryPolicy;
 
 /// Talks to one Kruxia Flow API server.
@@ -86,7 +87,7 @@ impl ApiClient {
     pub(crate) async fn heartbeat(&self, activity_id: Uuid, worker_id: &str) -> Result<HeartbeatResponse, ClientError> {
         let url = self.activity_url(activity_id, &["heartbeat"]);
         let body = encode(&HeartbeatRequest { worker_id: worker_id.to_owned() });
-        self.retry.retry(("heartbeat", &self.trouble), || self.post_json(&url, body.clone())).await
+        self.retry.retry(("heartbeat", &self.trouble), Persist::Transient, || self.post_json(&url, body.clone())).await
     }
 
     /// Sends a complete or fail report (already encoded as `body`), again and again
@@ -99,7 +100,9 @@ impl ApiClient {
         body: Bytes,
     ) -> Result<ReportAck, ClientError> {
         let url = self.activity_url(activity_id, &[report.endpoint()]);
-        self.retry.retry_reports((report.endpoint(), &self.trouble), || self.post_json(&url, body.clone())).await
+        self.retry
+            .retry((report.endpoint(), &self.trouble), Persist::UntilAnswered, || self.post_json(&url, body.clone()))
+            .await
     }
 
     /// Streams a stored file into `dest` (created or truncated), checking the byte count
@@ -107,7 +110,9 @@ impl ApiClient {
     /// that stops moving for the HTTP timeout is treated as cut short.
     pub(crate) async fn download_to(&self, file: &FileReference, dest: &Path) -> Result<u64, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry(("file_download", &self.trouble), || transfer::download(self, &url, dest)).await
+        self.retry
+            .retry(("file_download", &self.trouble), Persist::Transient, || transfer::download(self, &url, dest))
+            .await
     }
 
     /// Streams `source` to workflow storage as `file` (an upload overwrites, so a retry
@@ -119,7 +124,11 @@ impl ApiClient {
         content_type: &str,
     ) -> Result<FileMetadata, ClientError> {
         let url = self.file_url(file);
-        self.retry.retry(("file_upload", &self.trouble), || transfer::upload(self, &url, source, content_type)).await
+        self.retry
+            .retry(("file_upload", &self.trouble), Persist::Transient, || {
+                transfer::upload(self, &url, source, content_type)
+            })
+            .await
     }
 
     /// Reads a small stored file whole (a step record); `None` when the server says

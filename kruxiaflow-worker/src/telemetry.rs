@@ -100,39 +100,73 @@ pub(crate) fn install_prometheus() -> Option<Prometheus> {
     }
 }
 
-/// Describes every metric to the installed recorder (help text in `/metrics`).
+/// What a metric is, for its description.
+#[cfg(feature = "prometheus")]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric's kind, name, unit and help text (in `/metrics`).
+#[cfg(feature = "prometheus")]
+const DESCRIPTIONS: [(Kind, &str, Option<metrics::Unit>, &str); 17] = {
+    use Kind::*;
+    use metrics::Unit::Seconds;
+    [
+        (Counter, ACTIVITIES_STARTED, None, "Activity handlers started"),
+        (
+            Counter,
+            ACTIVITIES_FINISHED,
+            None,
+            "Attempts ended: completed or failed (as reported to the server), or abandoned (nothing reported)",
+        ),
+        (Histogram, ACTIVITY_DURATION, Some(Seconds), "Handler start to report accepted, by outcome"),
+        (Gauge, ACTIVITIES_IN_FLIGHT, None, "Attempts claimed and not yet ended (running, or delivering their report)"),
+        (
+            Gauge,
+            SLOTS_FREE,
+            None,
+            "Slots not running an activity (max_concurrent_activities minus the activities running)",
+        ),
+        (Counter, POLLS, None, "Polls by result: work, empty or error"),
+        (Histogram, POLL_DURATION, Some(Seconds), "Time for the server to answer a poll"),
+        (Counter, RPC_RETRIES, None, "Requests retried after a transient failure, by endpoint"),
+        (Gauge, REPORTS_PENDING, None, "Completion and failure reports not yet answered by the server"),
+        (Counter, HEARTBEATS, None, "Heartbeats by result: ok, lease_lost or error"),
+        (
+            Gauge,
+            COST_USD,
+            None,
+            "US dollars reported explicitly with results (usage priced by the server is not included)",
+        ),
+        (Counter, LLM_TOKENS, None, "LLM tokens reported in usage entries, by kind: input or output"),
+        (Histogram, RATE_LIMIT_WAIT, Some(Seconds), "Time an acquisition waited for its rate limit, by limit"),
+        (Gauge, RATE_LIMIT_WAITING, None, "Acquisitions waiting for their rate limit now, by limit"),
+        (Counter, LOCAL_RETRIES, None, "Handlers run again inside their attempt after a retryable error, by code"),
+        (Counter, SPANS_DROPPED, None, "Trace spans dropped: the export queue was full or the collector refused them"),
+        (
+            Gauge,
+            CONCURRENCY_WAITING,
+            None,
+            "Attempts waiting for their activity's max_concurrency (holding their slot and lease)",
+        ),
+    ]
+};
+
+/// Describes every metric to the installed recorder.
 #[cfg(feature = "prometheus")]
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(ACTIVITIES_STARTED, "Activity handlers started");
-    describe_counter!(
-        ACTIVITIES_FINISHED,
-        "Attempts ended: completed or failed (as reported to the server), or abandoned (nothing reported)"
-    );
-    describe_histogram!(ACTIVITY_DURATION, Unit::Seconds, "Handler start to report accepted, by outcome");
-    describe_gauge!(ACTIVITIES_IN_FLIGHT, "Attempts claimed and not yet ended (running, or delivering their report)");
-    describe_gauge!(
-        SLOTS_FREE,
-        "Slots not running an activity (max_concurrent_activities minus the activities running)"
-    );
-    describe_counter!(POLLS, "Polls by result: work, empty or error");
-    describe_histogram!(POLL_DURATION, Unit::Seconds, "Time for the server to answer a poll");
-    describe_counter!(RPC_RETRIES, "Requests retried after a transient failure, by endpoint");
-    describe_gauge!(REPORTS_PENDING, "Completion and failure reports not yet answered by the server");
-    describe_counter!(HEARTBEATS, "Heartbeats by result: ok, lease_lost or error");
-    describe_gauge!(
-        COST_USD,
-        "US dollars reported explicitly with results (usage priced by the server is not included)"
-    );
-    describe_counter!(LLM_TOKENS, "LLM tokens reported in usage entries, by kind: input or output");
-    describe_histogram!(RATE_LIMIT_WAIT, Unit::Seconds, "Time an acquisition waited for its rate limit, by limit");
-    describe_gauge!(RATE_LIMIT_WAITING, "Acquisitions waiting for their rate limit now, by limit");
-    describe_counter!(LOCAL_RETRIES, "Handlers run again inside their attempt after a retryable error, by code");
-    describe_counter!(SPANS_DROPPED, "Trace spans dropped: the export queue was full or the collector refused them");
-    describe_gauge!(
-        CONCURRENCY_WAITING,
-        "Attempts waiting for their activity's max_concurrency (holding their slot and lease)"
-    );
+    metrics::with_recorder(|recorder| {
+        for (kind, name, unit, help) in DESCRIPTIONS {
+            let (name, help) = (name.into(), help.into());
+            match kind {
+                Kind::Counter => recorder.describe_counter(name, unit, help),
+                Kind::Gauge => recorder.describe_gauge(name, unit, help),
+                Kind::Histogram => recorder.describe_histogram(name, unit, help),
+            }
+        }
+    });
 }
 
 /// Spans that never reached the collector: the queue was full, or the collector did

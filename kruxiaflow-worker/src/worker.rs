@@ -7,14 +7,11 @@ mod conclude;
 mod delivery;
 mod health;
 mod in_flight;
-mod intake;
 mod keeper;
 mod lease;
 mod listener;
 mod poller;
 mod shutdown;
-mod slots;
-mod stage;
 mod stream_transport;
 mod takeover;
 
@@ -33,9 +30,10 @@ use crate::rate_limit::{RateLimit, RateLimits};
 use crate::registry::ActivityRegistry;
 use crate::telemetry::{self, WorkerMetrics};
 
+use conclude::Concluding;
 use delivery::Reporter;
 use health::Health;
-use in_flight::InFlight;
+use in_flight::{InFlight, Slots};
 use shutdown::Phase;
 pub use shutdown::WorkerHandle;
 use takeover::Takeovers;
@@ -237,13 +235,13 @@ impl WorkerManager {
         let metrics = Arc::new(WorkerMetrics::new(self.registry.activity_names()));
         let reporter = Reporter::new(work.clone(), Arc::clone(&metrics));
         let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
+        let worker_id = &self.config.worker_id;
         let takeovers = Arc::new(Takeovers::new(
-            reporter.sibling(client.clone()),
-            (Arc::clone(&in_flight), Arc::clone(&metrics)),
-            self.config.worker_id.clone(),
+            Concluding::new(reporter.sibling(client.clone()), Arc::clone(&metrics), worker_id.clone()),
+            Arc::clone(&in_flight),
             Handle::current(),
         ));
-        let slots = Arc::new(slots::Slots::new(
+        let slots = Arc::new(Slots::new(
             self.config.max_concurrent_activities,
             &self.config.max_activities_by_type,
             Arc::clone(&metrics),
@@ -251,15 +249,14 @@ impl WorkerManager {
         let worker_types = self.registry.worker_types();
         let health = Arc::new(Health::new(&worker_types, self.handle.phase().subscribe()));
         let execution = Arc::new(attempt::Execution {
-            reporter,
+            concluding: Concluding::new(reporter, Arc::clone(&metrics), worker_id.clone()),
             metrics,
             slots: Arc::clone(&slots),
             control: Handle::current(),
-            worker_id: self.config.worker_id.clone(),
             cancellation_grace: self.config.cancellation_grace,
             registry: self.registry,
         });
-        let intake = intake::Intake {
+        let intake = attempt::Intake {
             execution,
             rate_limits: Arc::new(self.rate_limits),
             config: self.config.clone(),

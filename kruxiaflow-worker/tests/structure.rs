@@ -1,6 +1,8 @@
 //! The structure the README describes, checked: no two modules of the runtime import
 //! each other (directly or through others), at the top of the crate and inside
-//! `worker/`; and every test the README's reliability tables name exists.
+//! `worker/`; the README's layout lists every module after those it uses, and names
+//! every module of `worker/`; and every test the README's reliability tables name
+//! exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -66,8 +68,8 @@ fn module_of(root: &Path, path: &Path) -> String {
     first.trim_end_matches(".rs").to_owned()
 }
 
-#[test]
-fn no_module_of_the_runtime_imports_one_that_imports_it() {
+/// What each top-level module of the crate imports from the others.
+fn top_level_imports() -> BTreeMap<String, BTreeSet<String>> {
     let root = src();
     let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(&root) {
@@ -79,10 +81,16 @@ fn no_module_of_the_runtime_imports_one_that_imports_it() {
         used.remove(&module);
         top.entry(module).or_default().extend(used);
     }
-    assert!(top.contains_key("worker") && top.contains_key("client"), "{top:?}");
-    assert_eq!(on_cycles(&top), BTreeSet::new(), "import cycles among the crate's modules: {top:#?}");
+    let modules: BTreeSet<String> = top.keys().cloned().collect();
+    for used in top.values_mut() {
+        used.retain(|name| modules.contains(name));
+    }
+    top
+}
 
-    let worker_dir = root.join("worker");
+/// What each module inside `worker/` imports from the others.
+fn worker_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let worker_dir = src().join("worker");
     let mut worker: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(&worker_dir) {
         let module = module_of(&worker_dir, &file);
@@ -92,8 +100,61 @@ fn no_module_of_the_runtime_imports_one_that_imports_it() {
         used.retain(|used| *used != module && worker_dir.join(format!("{used}.rs")).exists());
         worker.entry(module).or_default().extend(used);
     }
+    worker
+}
+
+#[test]
+fn no_module_of_the_runtime_imports_one_that_imports_it() {
+    let top = top_level_imports();
+    assert!(top.contains_key("worker") && top.contains_key("client"), "{top:?}");
+    assert_eq!(on_cycles(&top), BTreeSet::new(), "import cycles among the crate's modules: {top:#?}");
+    let worker = worker_imports();
     assert!(worker.len() > 10, "{worker:?}");
     assert_eq!(on_cycles(&worker), BTreeSet::new(), "import cycles inside worker/: {worker:#?}");
+}
+
+/// The README's workspace layout: the crate's modules in the order it lists them, and
+/// the text of its `worker/` entry.
+fn readme_layout() -> (Vec<String>, String) {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let layout = &readme[readme.find("## Workspace layout").expect("the README has a Workspace layout section")..];
+    let block = layout.split("```").nth(1).expect("the layout is a code block");
+    let (mut order, mut worker_entry, mut in_worker) = (Vec::new(), String::new(), false);
+    for line in block.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if indent == 4 {
+            // A module row: its names, up to the gap before the description.
+            let names = line.trim_start().split("  ").next().unwrap_or_default();
+            in_worker = names.starts_with("worker/");
+            let names = names.split(',').map(|name| name.trim().trim_end_matches('/'));
+            order.extend(names.filter(|name| !name.is_empty()).map(str::to_owned));
+        } else if indent < 4 {
+            in_worker = false;
+        }
+        if in_worker {
+            worker_entry.push_str(line);
+            worker_entry.push('\n');
+        }
+    }
+    (order, worker_entry)
+}
+
+#[test]
+fn the_readmes_layout_lists_every_module_after_those_it_uses() {
+    let (order, worker_entry) = readme_layout();
+    let top = top_level_imports();
+    let listed: BTreeSet<&String> = order.iter().collect();
+    assert_eq!(listed, top.keys().collect(), "the README's layout lists other modules than the crate has");
+    for (at, module) in order.iter().enumerate() {
+        for used in &top[module] {
+            let used_at = order.iter().position(|listed| listed == used).unwrap();
+            assert!(used_at < at, "the README lists `{module}` before `{used}`, which it uses");
+        }
+    }
+    let words: BTreeSet<&str> = worker_entry.split(|c: char| !(c.is_ascii_lowercase() || c == '_')).collect();
+    for module in worker_imports().keys() {
+        assert!(words.contains(module.as_str()), "the README's worker/ entry does not name `{module}`");
+    }
 }
 
 #[test]

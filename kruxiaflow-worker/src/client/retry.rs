@@ -46,33 +46,6 @@ impl RetryPolicy {
             .with_jitter()
     }
 
-    /// Runs `op`, retrying transient failures up to `max_retries` times.
-    pub(crate) async fn retry<T, Fut>(
-        &self,
-        (what, trouble): (&'static str, &Trouble),
-        op: impl FnMut() -> Fut,
-    ) -> Result<T, ClientError>
-    where
-        Fut: Future<Output = Result<T, ClientError>>,
-    {
-        let backoff = self.builder().with_max_times(self.max_retries);
-        self.run((what, trouble), op, backoff, ClientError::is_transient).await
-    }
-
-    /// Runs a report's `op` until the server answers the report itself (see
-    /// [`ClientError::settles_report`]), for as long as it takes.
-    pub(crate) async fn retry_reports<T, Fut>(
-        &self,
-        (what, trouble): (&'static str, &Trouble),
-        op: impl FnMut() -> Fut,
-    ) -> Result<T, ClientError>
-    where
-        Fut: Future<Output = Result<T, ClientError>>,
-    {
-        let unsettled = |e: &ClientError| !e.settles_report();
-        self.run((what, trouble), op, self.builder().without_max_times(), unsettled).await
-    }
-
     /// The bounded sequence of pauses after consecutive failures, then `max_delay`
     /// (with jitter) for ever: the pace of a loop that must keep trying.
     pub(crate) fn pauses(&self) -> impl Iterator<Item = Duration> + Send + use<> {
@@ -83,18 +56,21 @@ impl RetryPolicy {
         self.delays().chain(steady)
     }
 
-    /// `what` names the endpoint, in logs and in the retries metric; `trouble` logs
-    /// its runs of failures.
-    async fn run<T, Fut>(
+    /// Runs `op`, retrying its failures as `persist` says. `what` names the endpoint, in
+    /// logs and in the retries metric; `trouble` logs its runs of failures.
+    pub(crate) async fn retry<T, Fut>(
         &self,
         (what, trouble): (&'static str, &Trouble),
+        persist: Persist,
         op: impl FnMut() -> Fut,
-        backoff: ExponentialBuilder,
-        when: impl FnMut(&ClientError) -> bool,
     ) -> Result<T, ClientError>
     where
         Fut: Future<Output = Result<T, ClientError>>,
     {
+        let (backoff, when): (_, fn(&ClientError) -> bool) = match persist {
+            Persist::Transient => (self.builder().with_max_times(self.max_retries), ClientError::is_transient),
+            Persist::UntilAnswered => (self.builder().without_max_times(), |e| !e.settles_report()),
+        };
         let result = op
             .retry(backoff)
             .sleep(tokio::time::sleep)
@@ -109,6 +85,16 @@ impl RetryPolicy {
         }
         result
     }
+}
+
+/// Which failures a request retries, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Persist {
+    /// Transient failures, up to `max_retries` times.
+    Transient,
+    /// Every failure until the server answers the report itself (see
+    /// [`ClientError::settles_report`]), for as long as it takes.
+    UntilAnswered,
 }
 
 #[cfg(test)]
@@ -145,7 +131,7 @@ mod tests {
     async fn definitive_errors_are_not_retried_and_transient_ones_are() {
         let mut calls = 0;
         let result: Result<(), _> = policy()
-            .retry(("test", &Trouble::default()), || {
+            .retry(("test", &Trouble::default()), Persist::Transient, || {
                 calls += 1;
                 async { Err(ClientError::from_body("u", 409, br#"{"error":{"code":"CONFLICT","message":"m"}}"#)) }
             })
@@ -155,7 +141,7 @@ mod tests {
 
         let mut calls = 0;
         let result = policy()
-            .retry_reports(("test", &Trouble::default()), || {
+            .retry(("test", &Trouble::default()), Persist::UntilAnswered, || {
                 calls += 1;
                 let n = calls;
                 let error = match n % 3 {

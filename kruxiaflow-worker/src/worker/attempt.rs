@@ -1,6 +1,9 @@
-//! One attempt at one activity, from claim to report. An [`Attempt`] owns everything
-//! the attempt holds — its slot, its place among the in-flight attempts, its lease —
-//! and gives it all back when dropped, however the attempt ends.
+//! One attempt at one activity, from the claimed item to its handler's outcome: the
+//! [`Intake`] turns the items of a poll into attempts, one by one (an item that cannot
+//! be understood is refused on its own and never takes the rest of the batch with it);
+//! an [`Attempt`] runs its handler under its deadline, lease, limits and cancellation,
+//! then hands itself to [`Concluding::end`], which reports it and gives back what it
+//! holds — its slot, its place among the in-flight attempts.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
@@ -10,30 +13,79 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
-use super::conclude;
-use super::delivery::Reporter;
-use super::in_flight::{AttemptState, Registration};
-use super::slots::{Slot, Slots};
-use crate::context::{ActivityContext, CancelReason};
+use super::backend::ServerBackend;
+use super::conclude::{AttemptState, Concluding, HandlerDone};
+use super::in_flight::{InFlight, Registration, Slot, Slots, Watch};
+use super::stream_transport::ServerTransport;
+use super::takeover::Takeovers;
+use crate::client::ApiClient;
+use crate::config::WorkerConfig;
+use crate::context::{ActivityContext, ActivityInfo, CancelReason};
 use crate::error::{ActivityError, codes};
 use crate::local_retry;
+use crate::protocol::PendingActivity;
+use crate::rate_limit::RateLimits;
 use crate::registry::ActivityRegistry;
-use crate::settle::{Ending, HandlerOutcome, settle};
+use crate::settle::HandlerOutcome;
+use crate::stream::{self, StreamDriver, StreamEnding, TokenStream};
 use crate::telemetry::{self, WorkerMetrics};
+use crate::text::Escaped;
 
-/// What running attempts need: their handlers, slots, report delivery and metrics.
+/// The server's lease when an activity has no `timeout_seconds`.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Timeouts from the server are clamped to this, so no number can overflow a clock.
+const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// How long after its deadline and cancellation grace a handler that still has not
+/// returned counts as stuck, so that the worker's runtime settles it: time for a task
+/// that does run to settle on its own first.
+const OVERDUE_MARGIN: Duration = Duration::from_secs(1);
+
+/// What turns poll items into running attempts.
+pub(super) struct Intake {
+    pub(super) execution: Arc<Execution>,
+    /// The worker's rate limits, shared by every attempt's context.
+    pub(super) rate_limits: Arc<RateLimits>,
+    pub(super) config: WorkerConfig,
+    /// The worker's own traffic (heartbeats, token streams), driven by `control`.
+    pub(super) client: ApiClient,
+    pub(super) control: Handle,
+    /// The activities' traffic (file transfers), driven by `activities`.
+    pub(super) work: ApiClient,
+    pub(super) in_flight: Arc<InFlight>,
+    pub(super) takeovers: Arc<Takeovers>,
+    /// Where attempts run.
+    pub(super) activities: Handle,
+}
+
+/// What running attempts need: their handlers, slots, metrics, and how they end.
 pub(super) struct Execution {
     pub(super) registry: ActivityRegistry,
-    pub(super) reporter: Reporter,
+    pub(super) concluding: Concluding,
     pub(super) metrics: Arc<WorkerMetrics>,
     pub(super) slots: Arc<Slots>,
     /// The worker's own runtime, where token streams send from.
-    pub(super) control: tokio::runtime::Handle,
-    pub(super) worker_id: String,
+    pub(super) control: Handle,
     pub(super) cancellation_grace: Duration,
+}
+
+impl Intake {
+    /// Starts the attempt of `raw`, holding `slot` (or waiting for one), or refuses an
+    /// item that cannot be understood.
+    pub(super) fn admit(&self, raw: &RawValue, slot: Option<Slot>) {
+        match serde_json::from_str::<PendingActivity>(raw.get()) {
+            Ok(item) => {
+                if let Some(attempt) = Attempt::admit(self, item, slot) {
+                    self.activities.spawn(attempt.run(Arc::clone(&self.execution)));
+                }
+            }
+            Err(error) => self.takeovers.refuse(raw, &error),
+        }
+    }
 }
 
 pub(super) struct Attempt {
@@ -45,69 +97,77 @@ pub(super) struct Attempt {
     /// `None` for an item the server sent beyond what was asked for: it waits for a
     /// slot like any other claimed work, so the concurrency bound holds.
     slot: Option<Slot>,
-    /// Its lease, stage and stream, shared with the worker's runtime.
+    /// Its lease, stage, stream and span, shared with the worker's runtime.
     state: Arc<AttemptState>,
-    /// Held for its `Drop`: the attempt is in flight until this is dropped.
-    _registration: Registration,
-}
-
-/// When an attempt must be done: its execution timeout, and the instant it runs out
-/// (counted from the claim, as the server's lease is).
-pub(super) struct Deadline {
-    pub(super) timeout: Duration,
-    pub(super) at: tokio::time::Instant,
+    /// The attempt is in flight until this is given back.
+    registration: Registration,
 }
 
 impl Attempt {
-    /// The attempt of a claimed activity registered as `registration`, with its
-    /// context, parameters and shared `state`; it runs in `slot` (counted as running),
-    /// or waits for one when it has none.
-    pub(super) fn new(
-        (ctx, params): (ActivityContext, Value),
-        deadline: Deadline,
-        slot: Option<Slot>,
-        state: Arc<AttemptState>,
-        registration: Registration,
-    ) -> Self {
-        let Deadline { timeout, at } = deadline;
-        Self { ctx, params, timeout, deadline: at, slot, state, _registration: registration }
+    /// The attempt of `item`, holding `slot` (or waiting for one). It is registered
+    /// among the in-flight attempts first, so its lease is kept and it is settled from
+    /// the worker's runtime if its own task cannot; `None` when the activity already
+    /// runs here.
+    fn admit(intake: &Intake, item: PendingActivity, slot: Option<Slot>) -> Option<Self> {
+        let config = &intake.config;
+        let timeouts = Timeouts::for_item(&item, config.activity_timeout, config.heartbeat_interval);
+        let (stream, token_stream) = if stream::opted_in(&item.settings) {
+            let transport = ServerTransport::new(intake.client.clone(), item.activity_id, config.http_timeout);
+            let (driver, token_stream) = StreamDriver::new(transport, config.stream_linger);
+            (Some(Box::new(StreamEnding::new(driver))), token_stream)
+        } else {
+            (None, TokenStream::disabled())
+        };
+        // The execution timeout counts from the claim, as the server's lease does.
+        let deadline = tokio::time::Instant::now() + timeouts.execution;
+        let info = ActivityInfo {
+            activity_id: item.activity_id,
+            workflow_id: item.workflow_id,
+            activity_key: item.activity_key,
+            worker: item.worker,
+            activity_name: item.activity_name,
+            worker_id: config.worker_id.clone(),
+            signal: item.signal_data,
+            settings: item.settings,
+            output_definitions: item.output_definitions.unwrap_or_default(),
+            deadline: Some(deadline),
+        };
+        let state = AttemptState::new(stream, activity_span(&info));
+        let backend = ServerBackend::new(
+            (intake.client.clone(), intake.control.clone(), intake.work.clone()),
+            Arc::clone(&state),
+            (info.activity_id, config.worker_id.clone()),
+            timeouts.heartbeat,
+        );
+        let ctx = ActivityContext::with_stream(info, Arc::new(backend), token_stream, Arc::clone(&intake.rate_limits));
+        let watch = Watch {
+            heartbeat_every: timeouts.heartbeat,
+            timeout: timeouts.execution,
+            overdue_at: deadline + config.cancellation_grace + OVERDUE_MARGIN,
+        };
+        let Some(registration) = intake.in_flight.register(&ctx, &state, watch) else {
+            tracing::warn!(activity_id = %ctx.activity_id(), "activity is already running on this worker; not starting it twice");
+            return None;
+        };
+        let slot = slot.map(|slot| intake.execution.slots.run_in(slot));
+        let (params, timeout) = (item.parameters, timeouts.execution);
+        Some(Self { ctx, params, timeout, deadline, slot, state, registration })
     }
 
-    /// Execute → settle → deliver → account, on the activities' runtime.
-    pub(super) async fn run(self, execution: Arc<Execution>) {
-        let span = conclude::activity_span(self.ctx.info());
-        let _ = self.state.span.set(span.clone());
-        self.settle_and_deliver(execution).instrument(span).await;
-    }
-
-    async fn settle_and_deliver(mut self, execution: Arc<Execution>) {
-        let state = Arc::clone(&self.state);
-        let outcome = self.execute(&execution).await;
-        // Uploads happened inside the handler, so its files can go before the report.
-        self.ctx.close_files();
-        let ending = Ending {
-            outcome,
-            cancelled: self.ctx.cancel_reason(),
-            lease: state.lease.state(),
-            spend: self.ctx.take_spend(),
-            timeout: Some(self.timeout),
-        };
-        let attempt = (&self.ctx, &*state);
-        let Some((report, body)) = settle(&execution.worker_id, ending) else {
-            if state.stage.abandon() {
-                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
-                conclude::account(&execution.metrics, attempt, None);
-            }
-            return;
-        };
-        let Some((report, body)) = state.stage.decide(report, body) else {
-            tracing::debug!("the worker settled this attempt while its handler ran past its grace");
-            return;
-        };
-        let accepted = conclude::deliver(&execution.reporter, attempt, report, body).await;
-        if state.stage.delivered() {
-            conclude::account(&execution.metrics, attempt, accepted.as_deref());
+    /// Runs the handler, then hands the attempt over to be ended, on the activities'
+    /// runtime, inside the attempt's span.
+    pub(super) async fn run(mut self, execution: Arc<Execution>) {
+        let span = self.state.span.clone();
+        async move {
+            let outcome = self.execute(&execution).await;
+            // Uploads happened inside the handler, so its files can go before the report.
+            self.ctx.close_files();
+            let Self { ctx, state, timeout, slot, registration, .. } = self;
+            let done = HandlerDone { ctx, state, outcome, timeout, held: (slot, registration) };
+            execution.concluding.end(done).await;
         }
+        .instrument(span)
+        .await
     }
 
     /// Runs the handler under its deadline, the lease and cancellation; a cancelled
@@ -228,4 +288,106 @@ fn panicked(payload: Box<dyn std::any::Any + Send>) -> Result<crate::ActivityRes
     let error = ActivityError::from_panic(&*payload);
     tracing::error!(panic = %error.message(), "activity panicked");
     Err(error)
+}
+
+/// The span of everything done for one attempt (with the `otel` feature, in its
+/// workflow's trace). The `otel.*` and id fields are empty unless traces fill them,
+/// and empty fields are not written to log lines.
+fn activity_span(info: &ActivityInfo) -> Span {
+    // A root of its own (or, with traces, a child of its workflow's): not a child of
+    // the poll that claimed it.
+    let span = tracing::info_span!(
+        parent: None,
+        "activity",
+        otel.name = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        activity_id = %info.activity_id,
+        workflow_id = %info.workflow_id,
+        activity_key = %Escaped(&info.activity_key),
+        worker = %Escaped(&info.worker),
+        activity_name = %Escaped(&info.activity_name),
+    );
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        span.record("otel.name", tracing::field::display(format_args!("activity {}", Escaped(&info.activity_name))));
+        let ids = [
+            ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
+            ("kruxiaflow.activity_id", info.activity_id.to_string()),
+            ("kruxiaflow.activity_key", info.activity_key.clone()),
+            ("kruxiaflow.activity_name", info.activity_name.clone()),
+            ("kruxiaflow.worker", info.worker.clone()),
+            ("kruxiaflow.worker_id", info.worker_id.clone()),
+        ];
+        crate::otel::attempt_started(&span, info.workflow_id, ids);
+    }
+    span
+}
+
+/// How long an attempt may run, and how often its lease is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Timeouts {
+    pub(super) execution: Duration,
+    pub(super) heartbeat: Duration,
+}
+
+impl Timeouts {
+    /// A positive `timeout_seconds` is both the execution timeout and the lease; without
+    /// one the worker's own timeout applies while the server's lease is 60 s. Heartbeats
+    /// go out at a third of the lease at least, so two may be lost without losing it.
+    pub(super) fn for_item(item: &PendingActivity, default_timeout: Duration, max_heartbeat: Duration) -> Self {
+        let given = item.timeout_seconds.filter(|&s| s > 0).map(|s| Duration::from_secs(s as u64).min(MAX_TIMEOUT));
+        let lease = given.unwrap_or(DEFAULT_LEASE);
+        Self { execution: given.unwrap_or(default_timeout), heartbeat: max_heartbeat.min(lease / 3) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn item(timeout_seconds: Option<i64>) -> PendingActivity {
+        PendingActivity {
+            activity_id: Uuid::nil(),
+            workflow_id: Uuid::nil(),
+            activity_key: "k".into(),
+            worker: "w".into(),
+            activity_name: "n".into(),
+            parameters: Value::Null,
+            settings: Value::Null,
+            timeout_seconds,
+            output_definitions: None,
+            signal_data: None,
+        }
+    }
+
+    #[test]
+    fn heartbeats_keep_short_and_default_leases() {
+        let thirty = Duration::from_secs(30);
+        let five_min = Duration::from_secs(300);
+        let t = Timeouts::for_item(&item(Some(6)), five_min, thirty);
+        assert_eq!(t, Timeouts { execution: Duration::from_secs(6), heartbeat: Duration::from_secs(2) });
+        let t = Timeouts::for_item(&item(None), five_min, thirty);
+        assert_eq!(t, Timeouts { execution: five_min, heartbeat: Duration::from_secs(20) });
+        let t = Timeouts::for_item(&item(Some(3600)), five_min, thirty);
+        assert_eq!(t.heartbeat, thirty);
+    }
+
+    #[test]
+    fn zero_or_negative_timeouts_mean_the_default_not_an_instant_timeout() {
+        let five_min = Duration::from_secs(300);
+        for bad in [0, -5] {
+            let t = Timeouts::for_item(&item(Some(bad)), five_min, Duration::from_secs(30));
+            assert_eq!(t.execution, five_min);
+            assert_eq!(t.heartbeat, Duration::from_secs(20));
+        }
+    }
+
+    #[test]
+    fn huge_timeouts_are_clamped_so_no_clock_overflows() {
+        let t = Timeouts::for_item(&item(Some(i64::MAX)), Duration::from_secs(300), Duration::from_secs(30));
+        assert_eq!(t, Timeouts { execution: MAX_TIMEOUT, heartbeat: Duration::from_secs(30) });
+        assert!(tokio::time::Instant::now().checked_add(t.execution).is_some());
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
-use super::in_flight::AttemptState;
+use super::conclude::AttemptState;
 use crate::client::{ApiClient, ClientError};
 use crate::context::{BoxFuture, ContextBackend, HeartbeatError, StoreError};
 use crate::error::ActivityError;

@@ -1,45 +1,22 @@
-//! The attempts running on this worker, by activity id, with what the worker's own
-//! runtime must do for each of them and when: renew its lease, and check that its
-//! handler did not outlive its deadline. Attempts run on the activities' runtime and the
+//! What runs on this worker: the slots that bound how many activities run at once (in
+//! all, and of the worker types with a pool of their own), and the attempts in flight,
+//! by activity id, with what the worker's own runtime must do for each of them and
+//! when: renew its lease, and check that its handler did not outlive its deadline. Attempts run on the activities' runtime and the
 //! keeper on the worker's; this table is where they meet, so an attempt starting or
 //! ending never wakes the keeper (only one due earlier than the keeper planned to look).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::lease::Lease;
-use super::stage::Stage;
+use super::conclude::AttemptState;
 use crate::context::{ActivityContext, CancelReason};
-use crate::stream::StreamEnding;
 use crate::telemetry::WorkerMetrics;
-
-/// What both runtimes know of one attempt.
-pub(super) struct AttemptState {
-    pub(super) lease: Lease,
-    pub(super) stage: Stage,
-    /// When its handler started, once it did.
-    pub(super) handler_started: OnceLock<std::time::Instant>,
-    /// Its token stream, when the activity opted in: ended by whichever side
-    /// concludes the attempt, before the report. Boxed: most attempts have none, and
-    /// each in-flight attempt costs its size.
-    pub(super) stream: Option<Box<StreamEnding>>,
-    /// The attempt's span, once its task made it: the keeper's heartbeats are events
-    /// in it.
-    pub(super) span: OnceLock<tracing::Span>,
-}
-
-impl AttemptState {
-    pub(super) fn new(stream: Option<Box<StreamEnding>>) -> Arc<Self> {
-        let (lease, stage, handler_started, span) = (Lease::new(), Stage::new(), OnceLock::new(), OnceLock::new());
-        Arc::new(Self { lease, stage, handler_started, stream, span })
-    }
-}
 
 /// Something the keeper must do now.
 pub(super) enum Due {
@@ -293,8 +270,8 @@ impl Table {
     }
 }
 
-/// An attempt's place in [`InFlight`], given up when the attempt is dropped, however it
-/// ends.
+/// An attempt's place in [`InFlight`], given up when it is dropped: last thing when the
+/// attempt ends, or with the attempt's task if that is dropped first.
 pub(super) struct Registration {
     in_flight: Arc<InFlight>,
     activity_id: Uuid,
@@ -316,149 +293,69 @@ impl Drop for Registration {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
+/// The worker's activity slots, and the gauge of those not running an activity.
+pub(super) struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// The pools of the worker types that have one.
+    pools: HashMap<String, Arc<Semaphore>>,
+    metrics: Arc<WorkerMetrics>,
+}
 
-    use super::*;
-    use crate::context::{ActivityInfo, BoxFuture, ContextBackend, HeartbeatError};
-    use crate::error::ActivityError;
-    use crate::files::FileReference;
+/// One slot, held by a poller while it polls (running nothing yet) or by an attempt.
+pub(super) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// Its place in its worker type's pool, when the type has one.
+    _pool: Option<OwnedSemaphorePermit>,
+    /// Counted as busy in the gauge: an attempt holds it.
+    running: Option<Arc<WorkerMetrics>>,
+}
 
-    struct NoServer;
-
-    impl ContextBackend for NoServer {
-        fn heartbeat(&self) -> BoxFuture<'_, Result<(), HeartbeatError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn download<'a>(&'a self, _: &'a FileReference, _: &'a Path) -> BoxFuture<'a, Result<(), ActivityError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn upload<'a>(
-            &'a self,
-            _: &'a FileReference,
-            _: &'a Path,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), ActivityError>> {
-            Box::pin(async { Ok(()) })
-        }
+impl Slots {
+    /// `count` slots, of which at most `pools[type]` for the types listed.
+    pub(super) fn new(count: usize, pools: &BTreeMap<String, usize>, metrics: Arc<WorkerMetrics>) -> Self {
+        metrics.all_slots_free(count);
+        let pools = pools.iter().map(|(worker, &n)| (worker.clone(), Arc::new(Semaphore::new(n)))).collect();
+        Self { semaphore: Arc::new(Semaphore::new(count)), pools, metrics }
     }
 
-    fn in_flight() -> Arc<InFlight> {
-        Arc::new(InFlight::new(Arc::new(WorkerMetrics::new([("w", "n")]))))
-    }
-
-    fn ctx(activity_id: Uuid) -> ActivityContext {
-        ActivityContext::new(ActivityInfo { activity_id, ..ActivityInfo::new("w", "n") }, Arc::new(NoServer))
-    }
-
-    fn watch(heartbeat_secs: u64, overdue_secs: u64) -> Watch {
-        Watch {
-            heartbeat_every: Duration::from_secs(heartbeat_secs),
-            timeout: Duration::from_secs(1),
-            overdue_at: Instant::now() + Duration::from_secs(overdue_secs),
-        }
-    }
-
-    fn kinds(due: &[Due]) -> Vec<(&'static str, Uuid)> {
-        due.iter()
-            .map(|due| match due {
-                Due::Heartbeat { activity_id, .. } => ("heartbeat", *activity_id),
-                Due::Overdue(overdue) => ("overdue", overdue.ctx.activity_id()),
-            })
-            .collect()
-    }
-
-    /// Whether the keeper was told to look earlier than it planned.
-    async fn keeper_was_woken(in_flight: &InFlight) -> bool {
-        tokio::time::timeout(Duration::ZERO, in_flight.keeper_woken()).await.is_ok()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_keeper_is_woken_only_for_something_due_before_it_planned_to_look() {
-        let in_flight = in_flight();
-        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        let _a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).unwrap();
-        assert!(keeper_was_woken(&in_flight).await, "a keeper with nothing planned is woken");
-        let (due, next) = in_flight.take_due(Instant::now());
-        assert!(due.is_empty());
-        assert_eq!(next, Some(Instant::now() + Duration::from_secs(10)));
-
-        let _b = in_flight.register(&ctx(b), &AttemptState::new(None), watch(20, 60)).unwrap();
-        assert!(!keeper_was_woken(&in_flight).await, "due after what the keeper planned");
-        let _c = in_flight.register(&ctx(c), &AttemptState::new(None), watch(5, 60)).unwrap();
-        assert!(keeper_was_woken(&in_flight).await, "due before what the keeper planned");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn heartbeats_and_overdue_checks_come_due_in_order_and_a_released_attempt_leaves_nothing_due() {
-        let in_flight = in_flight();
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 25)).unwrap();
-        let _b = in_flight.register(&ctx(b), &AttemptState::new(None), watch(15, 40)).unwrap();
-
-        tokio::time::advance(Duration::from_secs(16)).await;
-        let (due, next) = in_flight.take_due(Instant::now());
-        assert_eq!(kinds(&due), [("heartbeat", a), ("heartbeat", b)]);
-        assert_eq!(next, Some(Instant::now() + Duration::from_secs(9)), "a's overdue check, 25 s after it started");
-        let state_a = match &due[0] {
-            Due::Heartbeat { state, .. } => Arc::clone(state),
-            Due::Overdue(_) => unreachable!(),
+    /// Waits for a free slot for an activity of worker type `worker`: a place in its
+    /// pool first (so a full pool holds none of the shared slots), then a slot.
+    pub(super) async fn acquire(&self, worker: &str) -> Slot {
+        let pool = match self.pools.get(worker) {
+            Some(pool) => Some(Arc::clone(pool).acquire_owned().await.expect("a pool is never closed")),
+            None => None,
         };
-        in_flight.reschedule_heartbeat(&state_a, a, Some(Duration::from_secs(3)));
-        let (_, next) = in_flight.take_due(Instant::now());
-        assert_eq!(next, Some(Instant::now() + Duration::from_secs(3)), "the server asked for heartbeats every 3 s");
-
-        drop(reg_a);
-        let (due, next) = in_flight.take_due(Instant::now() + Duration::from_secs(20));
-        assert!(due.is_empty(), "nothing of a released attempt is due: {:?}", kinds(&due));
-        assert_eq!(next, Some(Instant::now() + Duration::from_secs(24)), "only b's overdue check is left");
-        assert_eq!(in_flight.len(), 1);
+        let permit = Arc::clone(&self.semaphore).acquire_owned().await;
+        Slot { _permit: permit.expect("the slot semaphore is never closed"), _pool: pool, running: None }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_done_attempt_still_in_flight_is_replaced_by_the_next_claim_and_its_release_keeps_the_new_one() {
-        let in_flight = in_flight();
-        let a = Uuid::from_u128(1);
-        let stuck = AttemptState::new(None);
-        let stuck_reg = in_flight.register(&ctx(a), &stuck, watch(10, 60)).unwrap();
-        assert!(in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).is_none(), "running: not twice");
-
-        // Taken over and delivered while its handler still blocks its thread.
-        assert!(stuck.stage.take_over(false).is_some());
-        stuck.stage.takeover_ended();
-        let retry = AttemptState::new(None);
-        let retry_reg = in_flight.register(&ctx(a), &retry, watch(10, 60)).expect("the retry runs");
-        assert_eq!(in_flight.unsettled(), [a]);
-
-        drop(stuck_reg);
-        assert_eq!(in_flight.len(), 1, "the stuck attempt's release does not remove its retry");
-        assert!(retry.stage.abandon());
-        assert_eq!(in_flight.unsettled(), Vec::<Uuid>::new());
-        drop(retry_reg);
-        assert_eq!(in_flight.len(), 0);
+    /// A free slot for worker type `worker`, if there is one now.
+    pub(super) fn try_acquire(&self, worker: &str) -> Option<Slot> {
+        let pool = match self.pools.get(worker) {
+            Some(pool) => Some(Arc::clone(pool).try_acquire_owned().ok()?),
+            None => None,
+        };
+        let permit = Arc::clone(&self.semaphore).try_acquire_owned().ok()?;
+        Some(Slot { _permit: permit, _pool: pool, running: None })
     }
 
-    #[tokio::test]
-    async fn a_shutdown_is_woken_by_the_last_attempt_to_end_and_not_held_by_one_left_behind() {
-        let in_flight = in_flight();
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None), watch(10, 60)).unwrap();
-        let stuck = AttemptState::new(None);
-        let _reg_b = in_flight.register(&ctx(b), &stuck, watch(10, 60)).unwrap();
-        let waiting = tokio::spawn({
-            let in_flight = Arc::clone(&in_flight);
-            async move { in_flight.all_ended().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "two attempts still to end");
-        drop(reg_a);
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "one still to end");
-        // A takeover settles the second while its handler blocks its thread for good.
-        assert!(stuck.stage.take_over(false).is_some());
-        stuck.stage.takeover_ended();
-        in_flight.attempt_ended();
-        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("woken, not polled").unwrap();
+    /// The slot, counted as running an activity until it is dropped.
+    pub(super) fn run_in(&self, mut slot: Slot) -> Slot {
+        if slot.running.is_none() {
+            self.metrics.slots_free(-1.0);
+            slot.running = Some(Arc::clone(&self.metrics));
+        }
+        slot
     }
 }
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.running {
+            metrics.slots_free(1.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

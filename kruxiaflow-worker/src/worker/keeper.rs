@@ -12,7 +12,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::in_flight::{AttemptState, Due, InFlight};
+use super::conclude::AttemptState;
+use super::in_flight::{Due, InFlight};
 use super::takeover::Takeovers;
 use crate::client::{ApiClient, ClientError};
 use crate::context::{CancelReason, HeartbeatError};
@@ -50,10 +51,8 @@ pub(super) async fn keep(in_flight: Arc<InFlight>, client: ApiClient, worker_id:
             () = in_flight.keeper_woken() => {}
             Some((activity_id, state, answer)) = beats.next(), if !beats.is_empty() => {
                 let judged = state.lease.judge(answer);
-                if let Some(span) = state.span.get() {
-                    let result = match &judged { Ok(_) => "ok", Err(HeartbeatError::LeaseLost) => "lease_lost", Err(_) => "error" };
-                    span.in_scope(|| tracing::debug!(target: "kruxiaflow_worker::heartbeat", result, "heartbeat"));
-                }
+                let result = match &judged { Ok(_) => "ok", Err(HeartbeatError::LeaseLost) => "lease_lost", Err(_) => "error" };
+                state.span.in_scope(|| tracing::debug!(target: "kruxiaflow_worker::heartbeat", result, "heartbeat"));
                 match judged {
                     Ok(response) => {
                         let suggested = response.next_heartbeat_seconds.filter(|&s| s > 0).map(Duration::from_secs);

@@ -8,11 +8,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::attempt::Intake;
 use super::health::Health;
-use super::intake::Intake;
+use super::in_flight::{Slot, Slots};
 use super::shutdown::Phase;
-use super::slots::Slot;
-use super::slots::Slots;
 use crate::client::ClientError;
 use crate::client::{ApiClient, RetryPolicy};
 use crate::config::WorkerConfig;

@@ -1,50 +1,67 @@
 //! Reports the worker's own runtime delivers: those of attempts whose task cannot
 //! settle them — a handler blocking its thread past its deadline and grace (failed as a
 //! timeout), or anything still unsettled at the end of a shutdown's grace — and those
-//! of poll items refused at intake. They go over the worker's own connection pool, so
+//! of poll items that cannot be understood. They go over the worker's own connection pool, so
 //! they leave even while every thread of the activities' runtime is blocked.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use uuid::Uuid;
 
-use super::conclude;
-use super::delivery::Reporter;
+use super::conclude::{Concluding, Taken};
 use super::in_flight::{InFlight, Overdue};
-use super::stage::Taken;
-use crate::context::CancelReason;
-use crate::report::Report;
-use crate::settle::{Ending, HandlerOutcome, settle};
-use crate::telemetry::WorkerMetrics;
+use crate::context::{CancelReason, Spend};
+use crate::error::{ActivityError, codes};
+use crate::settle::{Ending, HandlerOutcome, LeaseState};
+use crate::text::Escaped;
 
 pub(super) struct Takeovers {
-    reporter: Reporter,
+    /// Ends attempts over the worker's own connection pool.
+    concluding: Concluding,
     /// Told when a takeover leaves an attempt behind.
     in_flight: Arc<InFlight>,
-    metrics: Arc<WorkerMetrics>,
-    worker_id: String,
     /// The worker's runtime, where these deliveries run.
     control: Handle,
     tasks: TaskTracker,
 }
 
 impl Takeovers {
-    pub(super) fn new(
-        reporter: Reporter,
-        (in_flight, metrics): (Arc<InFlight>, Arc<WorkerMetrics>),
-        worker_id: String,
-        control: Handle,
-    ) -> Self {
-        Self { reporter, in_flight, metrics, worker_id, control, tasks: TaskTracker::new() }
+    pub(super) fn new(concluding: Concluding, in_flight: Arc<InFlight>, control: Handle) -> Self {
+        Self { concluding, in_flight, control, tasks: TaskTracker::new() }
     }
 
-    /// Delivers the report of a poll item that never became an attempt.
-    pub(super) fn refused(self: &Arc<Self>, activity_id: uuid::Uuid, report: Report, body: Bytes) {
+    /// Fails a poll item that does not parse, terminally (it would not parse on a retry
+    /// either), if it has an id to fail it by.
+    pub(super) fn refuse(self: &Arc<Self>, raw: &RawValue, error: &serde_json::Error) {
+        #[derive(Deserialize)]
+        struct IdOnly {
+            activity_id: Uuid,
+        }
+        let Ok(IdOnly { activity_id }) = serde_json::from_str(raw.get()) else {
+            return tracing::error!(
+                error = %Escaped(&error.to_string()),
+                "poll item has no usable activity_id, so it cannot be reported; it stays claimed until its lease expires"
+            );
+        };
+        let message = format!("the worker could not parse this activity: {error}");
+        tracing::error!(%activity_id, error = %Escaped(&message), "failing a poll item that cannot be parsed");
+        let ending = Ending {
+            outcome: HandlerOutcome::Returned(Err(ActivityError::terminal(codes::INVALID_ACTIVITY, message))),
+            cancelled: None,
+            lease: LeaseState::Held,
+            spend: Spend::default(),
+            timeout: None,
+        };
+        // With the lease held, the settle rule always reports.
+        let Some((report, body)) = self.concluding.settle(ending) else { return };
         let this = Arc::clone(self);
-        let delivery = async move { this.reporter.deliver(activity_id, &report, body, None).await.map(drop) };
+        let delivery =
+            async move { this.concluding.reporter().deliver(activity_id, &report, body, None).await.map(drop) };
         self.tasks.spawn_on(delivery, &self.control);
     }
 
@@ -55,7 +72,7 @@ impl Takeovers {
     pub(super) fn take_over(self: &Arc<Self>, attempt: Overdue, reason: CancelReason, include_decided: bool) {
         let Overdue { ctx, state, timeout } = attempt;
         let Some(taken) = state.stage.take_over(include_decided) else { return };
-        let span = conclude::activity_span(ctx.info());
+        let span = state.span.clone();
         let decided = match taken {
             Taken::Decided => None,
             Taken::Undecided => {
@@ -74,8 +91,8 @@ impl Takeovers {
                     spend: ctx.take_spend(),
                     timeout: Some(timeout),
                 };
-                let Some(decided) = settle(&self.worker_id, ending) else {
-                    span.in_scope(|| conclude::account(&self.metrics, (&ctx, &state), None));
+                let Some(decided) = self.concluding.settle(ending) else {
+                    span.in_scope(|| self.concluding.account((&ctx, &state), None));
                     state.stage.takeover_ended();
                     self.in_flight.attempt_ended();
                     return;
@@ -91,8 +108,8 @@ impl Takeovers {
             };
             // The stream's end is sent by this side or, when the attempt settled
             // itself, waited for from the attempt's own delivery.
-            let accepted = conclude::deliver(&this.reporter, (&ctx, &state), report, body).await;
-            conclude::account(&this.metrics, (&ctx, &state), accepted.as_deref());
+            let accepted = this.concluding.deliver((&ctx, &state), report, body).await;
+            this.concluding.account((&ctx, &state), accepted.as_deref());
             state.stage.takeover_ended();
             this.in_flight.attempt_ended();
         };
@@ -107,11 +124,11 @@ impl Takeovers {
 
     /// Stops every delivery still trying, the attempts' own as well.
     pub(super) fn give_up(&self) {
-        self.reporter.give_up();
+        self.concluding.reporter().give_up();
     }
 
     /// The activities whose reports were given up.
-    pub(super) fn undelivered(&self) -> Vec<uuid::Uuid> {
-        self.reporter.undelivered()
+    pub(super) fn undelivered(&self) -> Vec<Uuid> {
+        self.concluding.reporter().undelivered()
     }
 }
