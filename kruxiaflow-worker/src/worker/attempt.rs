@@ -30,7 +30,7 @@ use crate::error::{ActivityError, codes};
 use crate::local_retry;
 use crate::protocol::PendingActivity;
 use crate::rate_limit::RateLimits;
-use crate::registry::ActivityRegistry;
+use crate::registry::{ActivityRegistry, Handler};
 use crate::settle::HandlerOutcome;
 use crate::stream::{self, StreamDriver, StreamEnding, TokenStream};
 use crate::telemetry::{self, WorkerMetrics};
@@ -174,28 +174,12 @@ impl Attempt {
     /// handler gets the grace period, then it is dropped. The handler is polled by this
     /// task itself: one task per attempt, and no hand-off between threads.
     async fn execute(&mut self, execution: &Execution) -> HandlerOutcome {
-        let ctx = &self.ctx;
-        let lease = &self.state.lease;
-        let deadline = self.deadline;
-        if self.slot.is_none() {
-            let worker = &ctx.info().worker;
-            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
-                return HandlerOutcome::NotStarted;
-            };
-            self.slot = Some(execution.slots.run_in(slot));
-        }
+        let (handler, _below_cap) = match self.ready(execution).await {
+            Ok(ready) => ready,
+            Err(outcome) => return outcome,
+        };
+        let (ctx, lease, deadline) = (&self.ctx, &self.state.lease, self.deadline);
         let info = ctx.info();
-        let Some(handler) = execution.registry.get(&info.worker, &info.activity_name) else {
-            return HandlerOutcome::Returned(Err(not_found(execution, ctx)));
-        };
-        // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
-        let _below_cap = match &handler.cap {
-            Some(cap) => match self.below_cap(cap).await {
-                Some(permit) => Some(permit),
-                None => return HandlerOutcome::NotStarted,
-            },
-            None => None,
-        };
         execution.metrics.started(&info.worker, &info.activity_name);
         if let Some(stream) = &self.state.stream {
             // On the worker's runtime and pool: the sender sends at once whatever the
@@ -234,6 +218,32 @@ impl Attempt {
                 HandlerOutcome::Aborted
             }
         }
+    }
+
+    /// What the handler needs before it starts: a slot, when the attempt has none yet,
+    /// its handler, and a place under its activity's cap — or how the attempt ends
+    /// without starting it.
+    async fn ready<'e>(
+        &mut self,
+        execution: &'e Execution,
+    ) -> Result<(&'e Handler, Option<OwnedSemaphorePermit>), HandlerOutcome> {
+        if self.slot.is_none() {
+            let worker = &self.ctx.info().worker;
+            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
+                return Err(HandlerOutcome::NotStarted);
+            };
+            self.slot = Some(execution.slots.run_in(slot));
+        }
+        let info = self.ctx.info();
+        let Some(handler) = execution.registry.get(&info.worker, &info.activity_name) else {
+            return Err(HandlerOutcome::Returned(Err(not_found(execution, &self.ctx))));
+        };
+        // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
+        let below_cap = match &handler.cap {
+            Some(cap) => Some(self.below_cap(cap).await.ok_or(HandlerOutcome::NotStarted)?),
+            None => None,
+        };
+        Ok((handler, below_cap))
     }
 
     /// Waits for `wanted` unless the attempt ends first: it is cancelled, its lease is
