@@ -1,8 +1,8 @@
 //! The structure the README describes, checked: no two modules of the runtime import
 //! each other (directly or through others), at the top of the crate and inside
 //! `worker/`; the README's layout lists every module after those it uses, and names
-//! every module of `worker/`; and every test the README's reliability tables name
-//! exists.
+//! every module of `worker/`; no function of the runtime (outside its tests) runs past
+//! 60 lines; and every test the README's reliability tables name exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -155,6 +155,58 @@ fn the_readmes_layout_lists_every_module_after_those_it_uses() {
     for module in worker_imports().keys() {
         assert!(words.contains(module.as_str()), "the README's worker/ entry does not name `{module}`");
     }
+}
+
+/// The longest functions of `code` (without its tests), as (lines, name), longest first.
+fn function_lengths(code: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut lengths = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let Some(at) = trimmed.find("fn ") else { continue };
+        let before = &trimmed[..at];
+        let is_item = before
+            .split_whitespace()
+            .all(|word| matches!(word, "pub" | "async" | "const" | "unsafe" | "extern") || word.starts_with("pub("));
+        if !is_item {
+            continue;
+        }
+        let name: String = trimmed[at + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        // rustfmt puts a body's closing brace at the indentation of its `fn`; a
+        // declaration without a body ends with `;` before any `{`.
+        let Some(opens) =
+            lines[start..].iter().position(|l| l.trim_end().ends_with('{') || l.trim_end().ends_with(';'))
+        else {
+            continue;
+        };
+        if lines[start + opens].trim_end().ends_with(';') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let close = format!("{}}}", " ".repeat(indent));
+        if let Some(end) = lines[start..].iter().position(|l| l.starts_with(&close)) {
+            lengths.push((end + 1, name));
+        }
+    }
+    lengths.sort_by(|a, b| b.cmp(a));
+    lengths
+}
+
+#[test]
+fn no_function_of_the_runtime_runs_past_60_lines() {
+    let mut longest = Vec::new();
+    for file in rust_files(&src()) {
+        if file.file_name().is_some_and(|name| name == "tests.rs") {
+            continue;
+        }
+        let lengths = function_lengths(&code(&file));
+        let name = file.strip_prefix(src()).unwrap().display().to_string();
+        longest.extend(lengths.into_iter().map(|(lines, function)| (lines, format!("{name}: {function}"))));
+    }
+    longest.sort_by(|a, b| b.cmp(a));
+    assert!(longest.len() > 500, "only {} functions found", longest.len());
+    let over: Vec<_> = longest.iter().filter(|(lines, _)| *lines > 60).collect();
+    assert!(over.is_empty(), "functions over 60 lines: {over:?}");
 }
 
 #[test]
