@@ -16,7 +16,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
 use super::backend::ServerBackend;
 use super::conclude::{AttemptState, Concluding, HandlerDone};
@@ -34,7 +34,6 @@ use crate::registry::{ActivityRegistry, Handler};
 use crate::settle::HandlerOutcome;
 use crate::stream::{self, StreamDriver, StreamEnding, TokenStream};
 use crate::telemetry::{self, WorkerMetrics};
-use crate::text::Escaped;
 
 /// The server's lease when an activity has no `timeout_seconds`.
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -88,7 +87,8 @@ impl Intake {
     }
 }
 
-pub(super) struct Attempt {
+/// One attempt, from its admission to the hand-over of its outcome.
+struct Attempt {
     ctx: ActivityContext,
     params: Value,
     timeout: Duration,
@@ -132,7 +132,7 @@ impl Attempt {
             output_definitions: item.output_definitions.unwrap_or_default(),
             deadline: Some(deadline),
         };
-        let state = AttemptState::new(stream, activity_span(&info));
+        let state = AttemptState::new(stream, &info);
         let backend = ServerBackend::new(
             (intake.client.clone(), intake.control.clone(), intake.work.clone()),
             Arc::clone(&state),
@@ -156,7 +156,7 @@ impl Attempt {
 
     /// Runs the handler, then hands the attempt over to be ended, on the activities'
     /// runtime, inside the attempt's span.
-    pub(super) async fn run(mut self, execution: Arc<Execution>) {
+    async fn run(mut self, execution: Arc<Execution>) {
         let span = self.state.span.clone();
         async move {
             let outcome = self.execute(&execution).await;
@@ -298,40 +298,6 @@ fn panicked(payload: Box<dyn std::any::Any + Send>) -> Result<crate::ActivityRes
     let error = ActivityError::from_panic(&*payload);
     tracing::error!(panic = %error.message(), "activity panicked");
     Err(error)
-}
-
-/// The span of everything done for one attempt (with the `otel` feature, in its
-/// workflow's trace). The `otel.*` and id fields are empty unless traces fill them,
-/// and empty fields are not written to log lines.
-fn activity_span(info: &ActivityInfo) -> Span {
-    // A root of its own (or, with traces, a child of its workflow's): not a child of
-    // the poll that claimed it.
-    let span = tracing::info_span!(
-        parent: None,
-        "activity",
-        otel.name = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-        activity_id = %info.activity_id,
-        workflow_id = %info.workflow_id,
-        activity_key = %Escaped(&info.activity_key),
-        worker = %Escaped(&info.worker),
-        activity_name = %Escaped(&info.activity_name),
-    );
-    #[cfg(feature = "otel")]
-    if !span.is_disabled() {
-        span.record("otel.name", tracing::field::display(format_args!("activity {}", Escaped(&info.activity_name))));
-        let ids = [
-            ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
-            ("kruxiaflow.activity_id", info.activity_id.to_string()),
-            ("kruxiaflow.activity_key", info.activity_key.clone()),
-            ("kruxiaflow.activity_name", info.activity_name.clone()),
-            ("kruxiaflow.worker", info.worker.clone()),
-            ("kruxiaflow.worker_id", info.worker_id.clone()),
-        ];
-        crate::otel::attempt_started(&span, info.workflow_id, ids);
-    }
-    span
 }
 
 /// How long an attempt may run, and how often its lease is renewed.

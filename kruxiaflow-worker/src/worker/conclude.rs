@@ -15,7 +15,7 @@ use tracing::Span;
 
 use super::delivery::Reporter;
 use super::lease::Lease;
-use crate::context::ActivityContext;
+use crate::context::{ActivityContext, ActivityInfo};
 use crate::report::{self, Report};
 use crate::settle::{Ending, HandlerOutcome, settle};
 use crate::stream::StreamEnding;
@@ -32,16 +32,53 @@ pub(super) struct AttemptState {
     /// concludes the attempt, before the report. Boxed: most attempts have none, and
     /// each in-flight attempt costs its size.
     pub(super) stream: Option<Box<StreamEnding>>,
-    /// The span of everything done for the attempt, by either side: its handler, its
-    /// heartbeats, its report.
+    /// The span of everything its own task does (its handler, its report) and of its
+    /// heartbeats. A takeover has a span of its own: the attempt's may never close while
+    /// a handler blocks its thread, and an open span is never exported.
     pub(super) span: Span,
 }
 
 impl AttemptState {
-    pub(super) fn new(stream: Option<Box<StreamEnding>>, span: Span) -> Arc<Self> {
+    /// The state of the attempt at the activity of `info`, with its token `stream` if it
+    /// has one.
+    pub(super) fn new(stream: Option<Box<StreamEnding>>, info: &ActivityInfo) -> Arc<Self> {
         let (lease, stage, handler_started) = (Lease::new(), Stage::new(), OnceLock::new());
-        Arc::new(Self { lease, stage, handler_started, stream, span })
+        Arc::new(Self { lease, stage, handler_started, stream, span: activity_span(info) })
     }
+}
+
+/// The span of everything done for one attempt (with the `otel` feature, in its
+/// workflow's trace). The `otel.*` and id fields are empty unless traces fill them,
+/// and empty fields are not written to log lines.
+pub(super) fn activity_span(info: &ActivityInfo) -> Span {
+    // A root of its own (or, with traces, a child of its workflow's): not a child of
+    // the poll that claimed it.
+    let span = tracing::info_span!(
+        parent: None,
+        "activity",
+        otel.name = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        activity_id = %info.activity_id,
+        workflow_id = %info.workflow_id,
+        activity_key = %Escaped(&info.activity_key),
+        worker = %Escaped(&info.worker),
+        activity_name = %Escaped(&info.activity_name),
+    );
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        span.record("otel.name", tracing::field::display(format_args!("activity {}", Escaped(&info.activity_name))));
+        let ids = [
+            ("kruxiaflow.workflow_id", info.workflow_id.to_string()),
+            ("kruxiaflow.activity_id", info.activity_id.to_string()),
+            ("kruxiaflow.activity_key", info.activity_key.clone()),
+            ("kruxiaflow.activity_name", info.activity_name.clone()),
+            ("kruxiaflow.worker", info.worker.clone()),
+            ("kruxiaflow.worker_id", info.worker_id.clone()),
+        ];
+        crate::otel::attempt_started(&span, info.workflow_id, ids);
+    }
+    span
 }
 
 /// What ending attempts takes: the reports' delivery, the metrics, and the worker's id
@@ -139,12 +176,12 @@ impl Concluding {
 
     /// Accounts for the attempt of `ctx` once it ended with `accepted` (the report the
     /// server took; `None`: nothing was reported): its metrics and its log line. Called
-    /// once per attempt, by the side the stage says ended it, inside the attempt's span.
+    /// once per attempt, by the side the stage says ended it, inside that side's span.
     pub(super) fn account(&self, (ctx, state): (&ActivityContext, &AttemptState), accepted: Option<&Report>) {
         let elapsed = state.handler_started.get().map(|started| started.elapsed());
         let info = ctx.info();
         #[cfg(feature = "otel")]
-        crate::otel::attempt_ended(&state.span, accepted);
+        crate::otel::attempt_ended(&Span::current(), accepted);
         let ended = report::ended(accepted);
         self.metrics.finished(&info.worker, &info.activity_name, ended, elapsed);
         log_finished(ended.finished, elapsed);

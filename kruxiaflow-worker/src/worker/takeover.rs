@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::conclude::{Concluding, Taken};
+use super::conclude::{self, Concluding, Taken};
 use super::in_flight::{InFlight, Overdue};
 use crate::context::{CancelReason, Spend};
 use crate::error::{ActivityError, codes};
@@ -72,7 +72,7 @@ impl Takeovers {
     pub(super) fn take_over(self: &Arc<Self>, attempt: Overdue, reason: CancelReason, include_decided: bool) {
         let Overdue { ctx, state, timeout } = attempt;
         let Some(taken) = state.stage.take_over(include_decided) else { return };
-        let span = state.span.clone();
+        let span = conclude::activity_span(ctx.info());
         let decided = match taken {
             Taken::Decided => None,
             Taken::Undecided => {
