@@ -31,6 +31,7 @@ use crate::local_retry;
 use crate::protocol::PendingActivity;
 use crate::rate_limit::RateLimits;
 use crate::registry::{ActivityRegistry, Handler};
+use crate::result::ActivityResult;
 use crate::settle::HandlerOutcome;
 use crate::stream::{self, StreamDriver, StreamEnding, TokenStream};
 use crate::telemetry::{self, WorkerMetrics};
@@ -174,39 +175,31 @@ impl Attempt {
     /// handler gets the grace period, then it is dropped. The handler is polled by this
     /// task itself: one task per attempt, and no hand-off between threads.
     async fn execute(&mut self, execution: &Execution) -> HandlerOutcome {
-        let (handler, _below_cap) = match self.ready(execution).await {
-            Ok(ready) => ready,
-            Err(outcome) => return outcome,
-        };
-        let (ctx, lease, deadline) = (&self.ctx, &self.state.lease, self.deadline);
-        let info = ctx.info();
-        execution.metrics.started(&info.worker, &info.activity_name);
-        if let Some(stream) = &self.state.stream {
-            // On the worker's runtime and pool: the sender sends at once whatever the
-            // handler queued while its last request was out, and next to the handler
-            // each request came back sooner with less in it — more requests, and more
-            // CPU, per token.
-            stream.start(&execution.control);
+        if self.slot.is_none() {
+            let worker = &self.ctx.info().worker;
+            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
+                return HandlerOutcome::NotStarted;
+            };
+            self.slot = Some(execution.slots.run_in(slot));
         }
-        let _ = self.state.handler_started.set(Instant::now());
-        let retries = handler.local_retries;
-        let params = std::mem::take(&mut self.params);
-        let activity = &handler.activity;
-        let try_once = move |params: Value| {
-            let run = activity.run_boxed(params, ctx.clone());
-            AssertUnwindSafe(run).catch_unwind().map(|returned| returned.unwrap_or_else(panicked))
+        let info = self.ctx.info();
+        let Some(handler) = execution.registry.get(&info.worker, &info.activity_name) else {
+            return HandlerOutcome::Returned(Err(not_found(execution, &self.ctx)));
         };
-        // Most handlers run once: their future is the handler's own; the retry loop,
-        // and its state, only for activities that asked for local retries.
-        let mut handler = pin!(if retries == 0 {
-            Either::Left(try_once(params))
-        } else {
-            // A local retry runs the handler on the same parameters again.
-            Either::Right(Box::pin(local_retry::run(ctx, retries, move || try_once(params.clone()), |_| {})))
-        });
+        // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
+        let _below_cap = match &handler.cap {
+            Some(cap) => match self.below_cap(cap).await {
+                Some(permit) => Some(permit),
+                None => return HandlerOutcome::NotStarted,
+            },
+            None => None,
+        };
+        let params = std::mem::take(&mut self.params);
+        let mut handler = pin!(self.start(execution, handler, params));
+        let (ctx, lease) = (&self.ctx, &self.state.lease);
         tokio::select! {
             returned = &mut handler => return HandlerOutcome::Returned(returned),
-            () = tokio::time::sleep_until(deadline) => ctx.cancel(CancelReason::Timeout),
+            () = tokio::time::sleep_until(self.deadline) => ctx.cancel(CancelReason::Timeout),
             () = lease.lost() => ctx.cancel(CancelReason::LeaseLost),
             _ = ctx.cancelled() => {}
         }
@@ -220,30 +213,39 @@ impl Attempt {
         }
     }
 
-    /// What the handler needs before it starts: a slot, when the attempt has none yet,
-    /// its handler, and a place under its activity's cap — or how the attempt ends
-    /// without starting it.
-    async fn ready<'e>(
-        &mut self,
-        execution: &'e Execution,
-    ) -> Result<(&'e Handler, Option<OwnedSemaphorePermit>), HandlerOutcome> {
-        if self.slot.is_none() {
-            let worker = &self.ctx.info().worker;
-            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
-                return Err(HandlerOutcome::NotStarted);
-            };
-            self.slot = Some(execution.slots.run_in(slot));
+    /// Starts `handler` on `params`: counts it as started, starts the attempt's token
+    /// stream, and returns the handler's future, with its panics caught.
+    fn start<'a>(
+        &'a self,
+        execution: &Execution,
+        handler: &'a Handler,
+        params: Value,
+    ) -> impl Future<Output = Result<ActivityResult, ActivityError>> + 'a {
+        let ctx = &self.ctx;
+        let info = ctx.info();
+        execution.metrics.started(&info.worker, &info.activity_name);
+        if let Some(stream) = &self.state.stream {
+            // On the worker's runtime and pool: the sender sends at once whatever the
+            // handler queued while its last request was out, and next to the handler
+            // each request came back sooner with less in it — more requests, and more
+            // CPU, per token.
+            stream.start(&execution.control);
         }
-        let info = self.ctx.info();
-        let Some(handler) = execution.registry.get(&info.worker, &info.activity_name) else {
-            return Err(HandlerOutcome::Returned(Err(not_found(execution, &self.ctx))));
+        let _ = self.state.handler_started.set(Instant::now());
+        let activity = &handler.activity;
+        let try_once = move |params: Value| {
+            let run = activity.run_boxed(params, ctx.clone());
+            AssertUnwindSafe(run).catch_unwind().map(|returned| returned.unwrap_or_else(panicked))
         };
-        // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
-        let below_cap = match &handler.cap {
-            Some(cap) => Some(self.below_cap(cap).await.ok_or(HandlerOutcome::NotStarted)?),
-            None => None,
-        };
-        Ok((handler, below_cap))
+        // Most handlers run once: their future is the handler's own; the retry loop,
+        // and its state, only for activities that asked for local retries.
+        match handler.local_retries {
+            0 => Either::Left(try_once(params)),
+            // A local retry runs the handler on the same parameters again.
+            retries => {
+                Either::Right(Box::pin(local_retry::run(ctx, retries, move || try_once(params.clone()), |_| {})))
+            }
+        }
     }
 
     /// Waits for `wanted` unless the attempt ends first: it is cancelled, its lease is
@@ -294,7 +296,7 @@ fn not_found(execution: &Execution, ctx: &ActivityContext) -> ActivityError {
     )
 }
 
-fn panicked(payload: Box<dyn std::any::Any + Send>) -> Result<crate::ActivityResult, ActivityError> {
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> Result<ActivityResult, ActivityError> {
     let error = ActivityError::from_panic(&*payload);
     tracing::error!(panic = %error.message(), "activity panicked");
     Err(error)

@@ -55,13 +55,15 @@ async fn keeper_was_woken(in_flight: &InFlight) -> bool {
 async fn the_keeper_is_woken_only_for_something_due_before_it_planned_to_look() {
     let in_flight = in_flight();
     let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-    let _a = in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 60)).unwrap();
+    let _a =
+        in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 60)).unwrap();
     assert!(keeper_was_woken(&in_flight).await, "a keeper with nothing planned is woken");
     let (due, next) = in_flight.take_due(Instant::now());
     assert!(due.is_empty());
     assert_eq!(next, Some(Instant::now() + Duration::from_secs(10)));
 
-    let _b = in_flight.register(&ctx(b), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(20, 60)).unwrap();
+    let _b =
+        in_flight.register(&ctx(b), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(20, 60)).unwrap();
     assert!(!keeper_was_woken(&in_flight).await, "due after what the keeper planned");
     let _c = in_flight.register(&ctx(c), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(5, 60)).unwrap();
     assert!(keeper_was_woken(&in_flight).await, "due before what the keeper planned");
@@ -71,8 +73,10 @@ async fn the_keeper_is_woken_only_for_something_due_before_it_planned_to_look() 
 async fn heartbeats_and_overdue_checks_come_due_in_order_and_a_released_attempt_leaves_nothing_due() {
     let in_flight = in_flight();
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-    let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 25)).unwrap();
-    let _b = in_flight.register(&ctx(b), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(15, 40)).unwrap();
+    let reg_a =
+        in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 25)).unwrap();
+    let _b =
+        in_flight.register(&ctx(b), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(15, 40)).unwrap();
 
     tokio::time::advance(Duration::from_secs(16)).await;
     let (due, next) = in_flight.take_due(Instant::now());
@@ -123,7 +127,8 @@ async fn a_done_attempt_still_in_flight_is_replaced_by_the_next_claim_and_its_re
 async fn a_shutdown_is_woken_by_the_last_attempt_to_end_and_not_held_by_one_left_behind() {
     let in_flight = in_flight();
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    let reg_a = in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 60)).unwrap();
+    let reg_a =
+        in_flight.register(&ctx(a), &AttemptState::new(None, &ActivityInfo::new("w", "n")), watch(10, 60)).unwrap();
     let stuck = AttemptState::new(None, &ActivityInfo::new("w", "n"));
     let _reg_b = in_flight.register(&ctx(b), &stuck, watch(10, 60)).unwrap();
     let waiting = tokio::spawn({
