@@ -157,7 +157,12 @@ impl Attempt {
 
     /// Runs the handler, then hands the attempt over to be ended, on the activities'
     /// runtime, inside the attempt's span.
-    async fn run(mut self, execution: Arc<Execution>) {
+    ///
+    /// This future is what each attempt in flight costs in memory: it holds the attempt
+    /// once (a plain function returning the block: an `async fn` around it would hold it
+    /// twice), and the end, larger than the handler's part and alive only after it, is
+    /// boxed.
+    fn run(mut self, execution: Arc<Execution>) -> impl Future<Output = ()> + Send {
         let span = self.state.span.clone();
         async move {
             let outcome = self.execute(&execution).await;
@@ -165,19 +170,21 @@ impl Attempt {
             self.ctx.close_files();
             let Self { ctx, state, timeout, slot, registration, .. } = self;
             let done = HandlerDone { ctx, state, outcome, timeout, held: (slot, registration) };
-            execution.concluding.end(done).await;
+            Box::pin(execution.concluding.end(done)).await;
         }
         .instrument(span)
-        .await
     }
 
     /// Runs the handler under its deadline, the lease and cancellation; a cancelled
     /// handler gets the grace period, then it is dropped. The handler is polled by this
     /// task itself: one task per attempt, and no hand-off between threads.
     async fn execute(&mut self, execution: &Execution) -> HandlerOutcome {
+        // The two waits before the handler are rare (an item beyond what a poll asked
+        // for, an activity over its `max_concurrency`): boxed, so that the future of
+        // every other attempt in flight does not carry their size.
         if self.slot.is_none() {
             let worker = &self.ctx.info().worker;
-            let Some(slot) = self.unless_ended(execution.slots.acquire(worker)).await else {
+            let Some(slot) = Box::pin(self.unless_ended(execution.slots.acquire(worker))).await else {
                 return HandlerOutcome::NotStarted;
             };
             self.slot = Some(execution.slots.run_in(slot));
@@ -188,7 +195,7 @@ impl Attempt {
         };
         // Over its activity's cap, the attempt waits here, in its slot, its lease kept.
         let _below_cap = match &handler.cap {
-            Some(cap) => match self.below_cap(cap).await {
+            Some(cap) => match Box::pin(self.below_cap(cap)).await {
                 Some(permit) => Some(permit),
                 None => return HandlerOutcome::NotStarted,
             },
