@@ -277,8 +277,9 @@ impl State {
 /// the worker's runtime; it moves only as [`State::after`] allows.
 pub(super) struct Stage {
     state: AtomicU8,
-    /// The report the attempt decided on, once it did.
-    report: OnceLock<(Report, Bytes)>,
+    /// The report the attempt decided on, once it did. Boxed: every attempt in flight
+    /// carries this field, and most have no report yet.
+    report: OnceLock<Box<(Report, Bytes)>>,
 }
 
 /// What a takeover found.
@@ -319,7 +320,7 @@ impl Stage {
             return None;
         }
         // Only the attempt sets it, once, before it may say it settled.
-        let (report, body) = self.report.get_or_init(|| (report, body));
+        let (report, body) = &**self.report.get_or_init(|| Box::new((report, body)));
         self.apply(Event::Decide).map(|_| (report, body.clone()))
     }
 
@@ -346,7 +347,7 @@ impl Stage {
 
     /// The report the attempt decided on, once it did.
     pub(super) fn decided(&self) -> Option<(&Report, Bytes)> {
-        self.report.get().map(|(report, body)| (report, body.clone()))
+        self.report.get().map(|decided| (&decided.0, decided.1.clone()))
     }
 
     /// The takeover is over: delivered, refused or given up.

@@ -33,6 +33,25 @@ impl Admin {
         self.wait(Duration::from_secs(30), |stats| stats["requests"].as_u64() > Some(0)).await
     }
 
+    /// Waits until `count` activities are claimed and none has settled yet.
+    async fn all_running(&self, count: usize, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let activities = self.activities().await?;
+            let running = activities.iter().filter(|a| a["status"] == "running").count();
+            if running == count {
+                return Ok(());
+            }
+            if running < count && activities.iter().any(|a| a["status"] == "completed") {
+                return Err("an activity completed before all were running: too slow to sample".to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out: {running} of {count} running"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn all_settled(&self, limit: Duration) -> Result<(), String> {
         self.wait(limit, |stats| stats["settled"] == stats["activities"]).await
     }
@@ -174,8 +193,22 @@ pub async fn latency(count: usize) -> Result<Latency, String> {
 /// Scenario (b): many sleeping activities in flight at once.
 pub struct Memory {
     pub idle_kib: u64,
+    /// Once every activity is claimed and sleeping.
+    pub sleeping_kib: u64,
+    /// The high-water mark, reached when the activities report, all at once.
     pub peak_kib: u64,
-    pub per_in_flight_kib: f64,
+}
+
+impl Memory {
+    /// What one activity costs while it sleeps.
+    pub fn per_sleeping_kib(&self, count: usize) -> f64 {
+        self.sleeping_kib.saturating_sub(self.idle_kib) as f64 / count as f64
+    }
+
+    /// What one activity costs at the peak, its report included.
+    pub fn per_peak_kib(&self, count: usize) -> f64 {
+        self.peak_kib.saturating_sub(self.idle_kib) as f64 / count as f64
+    }
 }
 
 pub async fn memory(count: usize) -> Result<Memory, String> {
@@ -183,9 +216,11 @@ pub async fn memory(count: usize) -> Result<Memory, String> {
     let idle_kib = worker.status_kib("VmRSS");
     let nap = json!({"worker": "rust", "activity_name": "nap", "parameters": {"ms": 1000}});
     admin.post("/_fake/activities/batch", json!({"activity": nap, "count": count})).await?;
+    admin.all_running(count, Duration::from_secs(30)).await?;
+    let sleeping_kib = worker.status_kib("VmRSS");
     admin.all_settled(Duration::from_secs(120)).await?;
     let peak_kib = worker.status_kib("VmHWM");
-    Ok(Memory { idle_kib, peak_kib, per_in_flight_kib: peak_kib.saturating_sub(idle_kib) as f64 / count as f64 })
+    Ok(Memory { idle_kib, sleeping_kib, peak_kib })
 }
 
 /// Scenario (d): one large file down and up again.
