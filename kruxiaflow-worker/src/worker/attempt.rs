@@ -147,7 +147,9 @@ impl Attempt {
             overdue_at: deadline + config.cancellation_grace + OVERDUE_MARGIN,
         };
         let Some(registration) = intake.in_flight.register(&ctx, &state, watch) else {
-            tracing::warn!(activity_id = %ctx.activity_id(), "activity is already running on this worker; not starting it twice");
+            // In the span made for it, which (with traces) shows the second claim.
+            let _in_span = state.span.enter();
+            tracing::warn!("activity is already running on this worker; not starting it twice");
             return None;
         };
         let slot = slot.map(|slot| intake.execution.slots.run_in(slot));

@@ -127,27 +127,33 @@ impl Concluding {
             spend: ctx.take_spend(),
             timeout: Some(timeout),
         };
-        let attempt = (&ctx, &*state);
-        match self.settle(ending) {
-            None if state.stage.abandon() => {
-                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
-                self.account(attempt, None);
-            }
-            None => {}
-            Some((report, body)) => match state.stage.decide(report, body) {
-                None => tracing::debug!("the worker settled this attempt while its handler ran past its grace"),
-                Some((report, body)) => {
-                    let accepted = self.deliver(attempt, report, body).await;
-                    if state.stage.delivered() {
-                        self.account(attempt, accepted.as_deref());
-                    }
-                }
-            },
-        }
+        self.report((&ctx, &state), ending).await;
         // Given back last: the attempt counts as in flight (a shutdown waits for it)
         // until its report is delivered and accounted for.
         drop((ctx, state));
         drop(held);
+    }
+
+    /// Settles the report of the attempt of `ctx` and, unless a takeover decided first,
+    /// delivers it and accounts for it.
+    async fn report(&self, attempt: (&ActivityContext, &AttemptState), ending: Ending) {
+        let state = attempt.1;
+        let Some((report, body)) = self.settle(ending) else {
+            // The lease is lost: nothing may be reported. A takeover that ended the
+            // attempt first accounted for it.
+            if state.stage.abandon() {
+                tracing::warn!("lease lost: the server gave this activity to another worker; nothing is reported");
+                self.account(attempt, None);
+            }
+            return;
+        };
+        let Some((report, body)) = state.stage.decide(report, body) else {
+            return tracing::debug!("the worker settled this attempt while its handler ran past its grace");
+        };
+        let accepted = self.deliver(attempt, report, body).await;
+        if state.stage.delivered() {
+            self.account(attempt, accepted.as_deref());
+        }
     }
 
     /// Delivers the decided `report` (encoded as `body`) of the attempt of `ctx`: before
