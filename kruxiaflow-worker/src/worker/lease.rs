@@ -15,9 +15,24 @@ use crate::protocol::HeartbeatResponse;
 use crate::settle::LeaseState;
 use crate::telemetry;
 
-const HELD: u8 = 0;
-const UNKNOWN: u8 = 1;
-const LOST: u8 = 2;
+/// A state as the lease stores it: in the order a lease moves (held, then unknown, then
+/// lost), so that of two states the larger is the later.
+fn code(state: LeaseState) -> u8 {
+    match state {
+        LeaseState::Held => 0,
+        LeaseState::Unknown => 1,
+        LeaseState::Lost => 2,
+    }
+}
+
+/// The state `code` stands for.
+fn state_of(code: u8) -> LeaseState {
+    match code {
+        0 => LeaseState::Held,
+        1 => LeaseState::Unknown,
+        _ => LeaseState::Lost,
+    }
+}
 
 /// The lease of one attempt as last heard from the server.
 pub(super) struct Lease {
@@ -32,7 +47,7 @@ pub(super) struct Lease {
 impl Lease {
     pub(super) fn new() -> Self {
         Self {
-            state: AtomicU8::new(HELD),
+            state: AtomicU8::new(code(LeaseState::Held)),
             changed: Notify::new(),
             last_beat: AtomicU64::new(0),
             created: Instant::now(),
@@ -68,11 +83,7 @@ impl Lease {
     }
 
     pub(super) fn state(&self) -> LeaseState {
-        match self.state.load(Ordering::Acquire) {
-            HELD => LeaseState::Held,
-            UNKNOWN => LeaseState::Unknown,
-            _ => LeaseState::Lost,
-        }
+        state_of(self.state.load(Ordering::Acquire))
     }
 
     /// Resolves once the lease is lost; pending for ever otherwise.
@@ -122,7 +133,7 @@ impl Lease {
         let (state, error) = judged;
         // States only move forward (held → unknown → lost): a later answer cannot give
         // a lost lease back.
-        let code = if state == LeaseState::Lost { LOST } else { UNKNOWN };
+        let code = code(state);
         if self.state.fetch_max(code, Ordering::AcqRel) < code {
             self.changed.notify_waiters();
         }
@@ -138,6 +149,13 @@ mod tests {
 
     fn status(status: u16) -> Result<HeartbeatResponse, ClientError> {
         Err(ClientError::from_body("u", status, br#"{"error":{"code":"X","message":"m"}}"#))
+    }
+
+    #[test]
+    fn a_state_is_stored_in_the_order_a_lease_moves_and_read_back_as_itself() {
+        let order = [LeaseState::Held, LeaseState::Unknown, LeaseState::Lost];
+        assert_eq!(order.map(code), [0, 1, 2]);
+        assert_eq!(order.map(|state| state_of(code(state))), order);
     }
 
     #[tokio::test]
