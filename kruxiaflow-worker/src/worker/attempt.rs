@@ -349,6 +349,53 @@ mod tests {
         }
     }
 
+    /// An intake with nothing behind it: its clients are never used.
+    fn intake() -> (Intake, Arc<Execution>) {
+        use super::super::delivery::Reporter;
+        let config = WorkerConfig::new("http://127.0.0.1:9");
+        let metrics = Arc::new(WorkerMetrics::new([("w", "n")]));
+        let base = config.api_base().unwrap();
+        let client = ApiClient::new(&config, base, crate::RetryPolicy::default(), reqwest::Client::new());
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&metrics)));
+        let reporter = Reporter::new(client.clone(), Arc::clone(&metrics));
+        let ended_there = Concluding::new(reporter.sibling(client.clone()), Arc::clone(&metrics), "w".into());
+        let takeovers = Arc::new(Takeovers::new(ended_there, Arc::clone(&in_flight), Handle::current()));
+        let execution = Arc::new(Execution {
+            registry: ActivityRegistry::new(),
+            concluding: Concluding::new(reporter, Arc::clone(&metrics), "w".into()),
+            slots: Arc::new(Slots::new(1, &Default::default(), Arc::clone(&metrics))),
+            metrics,
+            control: Handle::current(),
+            cancellation_grace: Duration::from_secs(1),
+        });
+        let intake = Intake {
+            execution: Arc::clone(&execution),
+            rate_limits: Arc::default(),
+            config,
+            client: client.clone(),
+            control: Handle::current(),
+            work: client,
+            in_flight,
+            takeovers,
+            activities: Handle::current(),
+        };
+        (intake, execution)
+    }
+
+    /// Every attempt in flight holds its task's future. The compiler decides its exact
+    /// size (640 bytes with rustc 1.95, in debug and release builds alike); the bound
+    /// leaves room for that, and fails on what made it large before: the end not boxed
+    /// (1,512 bytes), the rare waits not boxed (936), `run` an `async fn` around its
+    /// block (2,944).
+    #[tokio::test]
+    async fn an_attempt_in_flight_costs_its_task_at_most_768_bytes() {
+        let (intake, execution) = intake();
+        let attempt = Attempt::admit(&intake, item(Some(5)), None).unwrap();
+        let run = attempt.run(execution);
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 768, "an attempt's future is {size} bytes");
+    }
+
     #[test]
     fn heartbeats_keep_short_and_default_leases() {
         let thirty = Duration::from_secs(30);
