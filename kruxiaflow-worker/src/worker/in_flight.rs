@@ -1,9 +1,10 @@
 //! What runs on this worker: the slots that bound how many activities run at once (in
 //! all, and of the worker types with a pool of their own), and the attempts in flight,
 //! by activity id, with what the worker's own runtime must do for each of them and
-//! when: renew its lease, and check that its handler did not outlive its deadline. Attempts run on the activities' runtime and the
-//! keeper on the worker's; this table is where they meet, so an attempt starting or
-//! ending never wakes the keeper (only one due earlier than the keeper planned to look).
+//! when: renew its lease, and check that its handler did not outlive its deadline.
+//! Attempts run on the activities' runtime and the keeper on the worker's; this table is
+//! where they meet, so an attempt starting or ending never wakes the keeper (only one
+//! due earlier than the keeper planned to look).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

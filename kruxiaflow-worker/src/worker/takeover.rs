@@ -1,8 +1,8 @@
 //! Reports the worker's own runtime delivers: those of attempts whose task cannot
 //! settle them — a handler blocking its thread past its deadline and grace (failed as a
 //! timeout), or anything still unsettled at the end of a shutdown's grace — and those
-//! of poll items that cannot be understood. They go over the worker's own connection pool, so
-//! they leave even while every thread of the activities' runtime is blocked.
+//! of poll items that cannot be understood. They go over the worker's own connection
+//! pool, so they leave even while every thread of the activities' runtime is blocked.
 
 use std::sync::Arc;
 
